@@ -1,0 +1,1 @@
+"""Generation backends behind one protocol, chosen by name: `transformers` | `vllm` (lazy imports)."""

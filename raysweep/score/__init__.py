@@ -1,0 +1,1 @@
+"""Scorers behind one protocol, chosen by name (lazy imports)."""
