@@ -1,0 +1,71 @@
+"""Everything checked before any Ray actor starts: URIs resolved, files present, headers compatible.
+
+A failure here is a one-line ConfigError naming the field and what was expected; nothing is written.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from raysweep.checkpoints import check_compatible, open_checkpoint
+from raysweep.config import ConfigError, validate
+from raysweep.prompts import PromptSet, load_prompts
+from raysweep.sweep.spec import SweepSpec
+
+DEMO_SCHEME = "demo://"
+
+
+def _resolve_strings(node: Any, resolve: Callable[[str], str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_strings(v, resolve) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_strings(v, resolve) for v in node]
+    return resolve(node) if isinstance(node, str) else node
+
+
+def resolve_demo_uris(spec: SweepSpec, log: Callable[[str], None] = print) -> SweepSpec:
+    """Replace every `demo://name` string by the demo world's local path (building the world once)."""
+    data = spec.model_dump(mode="json")
+    if DEMO_SCHEME not in json.dumps(data):
+        return spec
+    from raysweep.demo.world import resolve_demo_uri
+
+    def resolve(text: str) -> str:
+        return str(resolve_demo_uri(text)) if text.startswith(DEMO_SCHEME) else text
+
+    return validate(SweepSpec, _resolve_strings(data, resolve), "config (demo paths resolved)")
+
+
+def _local_path_fields(node: Any, where: str):
+    """Yield (field path, value) for every scorer field named `path` or ending in `_path`/`_dir`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else key
+            if isinstance(value, str) and (key == "path" or key.endswith(("_path", "_dir"))):
+                yield here, value
+            else:
+                yield from _local_path_fields(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _local_path_fields(value, f"{where}[{i}]")
+
+
+def preflight(spec: SweepSpec) -> PromptSet:
+    """Check model folders, checkpoint headers, scorer files and the prompt set; return the prompts."""
+    for role, folder in spec.recipe.models.items():
+        if "://" not in folder and not Path(folder).is_dir():
+            raise ConfigError(f"recipe.models.{role}: model folder not found: {folder}")
+    indexes = {role: open_checkpoint(folder) for role, folder in spec.recipe.models.items()}
+    check_compatible(indexes)
+    scorers = [s.model_dump(mode="json") for s in spec.scorers]
+    for where, value in _local_path_fields(scorers, "scorers"):
+        if value and "://" not in value and not Path(value).exists():
+            raise ConfigError(f"{where}: not found: {value}")
+    prompts = load_prompts(spec.prompts)
+    if spec.rungs and spec.rungs[-1] > len(prompts.prompts):
+        raise ConfigError(
+            f"rungs: last rung asks for {spec.rungs[-1]} prompts but the prompt set has "
+            f"{len(prompts.prompts)}"
+        )
+    return prompts
