@@ -1,0 +1,10 @@
+"""Ray job entrypoint for one merge: the same path as `raysweep merge`.
+
+    ray job submit --working-dir . -- python jobs/merge.py configs/ama_partwise.yaml --out s3://b/ama
+"""
+import sys
+
+from raysweep.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["merge", *sys.argv[1:]]))
