@@ -9,7 +9,7 @@ The sweep actor drives a backend like this, once per trial config:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -31,7 +31,8 @@ class SamplingSpec(Spec):
 
 @dataclass
 class Generation:
-    """One sampled response. `prompt_truncated` is True when the prompt was cut to fit the context."""
+    """One sampled response. `prompt_truncated` is True when the prompt was cut to fit the context;
+    `num_tokens` counts the response tokens up to and including EOS."""
 
     prompt_index: int
     sample_index: int
@@ -39,6 +40,7 @@ class Generation:
     num_tokens: int
     finished: bool  # ended with EOS (False: hit max_new_tokens)
     prompt_truncated: bool = False
+    token_ids: list[int] = field(default_factory=list)  # the response's ids (EOS included if emitted)
 
 
 class GenerationBackend(Protocol):
