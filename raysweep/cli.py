@@ -14,11 +14,9 @@ from raysweep.config import ConfigError
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from raysweep.sweep.preflight import preflight, resolve_demo_uris
-    from raysweep.sweep.spec import load_sweep_spec
+    from raysweep.sweep.preflight import load_spec, preflight
 
-    spec = load_sweep_spec(args.config, args.overrides)
-    spec = resolve_demo_uris(spec)
+    spec = load_spec(args.config, args.overrides)
     prompts = preflight(spec)
     from raysweep.sweep.run import run_sweep
 

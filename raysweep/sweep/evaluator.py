@@ -18,7 +18,7 @@ from raysweep.generate.base import Generation
 from raysweep.generate.registry import make_backend
 from raysweep.merge.coefficients import CoefficientTable
 from raysweep.merge.engine import InPlaceMerger
-from raysweep.merge.recipes import primary_source
+from raysweep.merge.recipes import config_source, recipe_sources
 from raysweep.prompts import PromptSet
 from raysweep.score.registry import make_scorer
 from raysweep.stats import bootstrap_ci
@@ -44,8 +44,9 @@ class Evaluator:
     def __init__(self, spec: SweepSpec, prompts: PromptSet):
         self.spec = spec
         self.prompts = prompts
-        self.merger = InPlaceMerger(spec.recipe.models)
-        model_dir = Path(spec.recipe.models[primary_source(spec.recipe)])
+        models = recipe_sources(spec.recipe)
+        self.merger = InPlaceMerger(models)
+        model_dir = Path(models[config_source(spec.recipe)])
         self.backend = make_backend(spec.generation, model_dir)
         self.targets = self.backend.weight_targets()
         scorers = [make_scorer(s) for s in spec.scorers]
@@ -67,7 +68,7 @@ class Evaluator:
         """Reference responses, one per prompt: generated once by a source model, or from the set."""
         if self.spec.references is None:
             return self.prompts.references
-        sources = self.merger.sources
+        sources = tuple(self.merger.roles)
         role = self.spec.references.source
         one_hot = tuple(1.0 if s == role else 0.0 for s in sources)
         groups = compile_trial(self.spec, {}, self.merger.num_layers).groups

@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 from raysweep.checkpoints import check_compatible, open_checkpoint
 from raysweep.config import ConfigError, validate
+from raysweep.merge.recipes import recipe_sources
 from raysweep.prompts import PromptSet, load_prompts
-from raysweep.sweep.spec import SweepSpec
+from raysweep.sweep.spec import SweepSpec, sweep_data
 
 DEMO_SCHEME = "demo://"
 
@@ -24,9 +25,13 @@ def _resolve_strings(node: Any, resolve: Callable[[str], str]) -> Any:
     return resolve(node) if isinstance(node, str) else node
 
 
-def resolve_demo_uris(spec: SweepSpec, log: Callable[[str], None] = print) -> SweepSpec:
-    """Replace every `demo://name` string by the demo world's local path (building the world once)."""
-    data = spec.model_dump(mode="json")
+def load_spec(path: str, overrides: list[str] | None = None) -> SweepSpec:
+    """Validate the config, then resolve `demo://name` strings to the demo world's local paths.
+
+    Validation comes first so that a bad config fails in a second, not after building the world.
+    """
+    data = sweep_data(path, overrides)
+    spec = validate(SweepSpec, data, path)
     if DEMO_SCHEME not in json.dumps(data):
         return spec
     from raysweep.demo.world import resolve_demo_uri
@@ -34,7 +39,7 @@ def resolve_demo_uris(spec: SweepSpec, log: Callable[[str], None] = print) -> Sw
     def resolve(text: str) -> str:
         return str(resolve_demo_uri(text)) if text.startswith(DEMO_SCHEME) else text
 
-    return validate(SweepSpec, _resolve_strings(data, resolve), "config (demo paths resolved)")
+    return validate(SweepSpec, _resolve_strings(data, resolve), path)
 
 
 def _local_path_fields(node: Any, where: str):
@@ -53,10 +58,11 @@ def _local_path_fields(node: Any, where: str):
 
 def preflight(spec: SweepSpec) -> PromptSet:
     """Check model folders, checkpoint headers, scorer files and the prompt set; return the prompts."""
-    for role, folder in spec.recipe.models.items():
-        if "://" not in folder and not Path(folder).is_dir():
+    models = recipe_sources(spec.recipe)
+    for role, folder in models.items():
+        if not Path(folder).is_dir():
             raise ConfigError(f"recipe.models.{role}: model folder not found: {folder}")
-    indexes = {role: open_checkpoint(folder) for role, folder in spec.recipe.models.items()}
+    indexes = {role: open_checkpoint(folder) for role, folder in models.items()}
     check_compatible(indexes)
     scorers = [s.model_dump(mode="json") for s in spec.scorers]
     for where, value in _local_path_fields(scorers, "scorers"):

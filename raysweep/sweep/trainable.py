@@ -6,6 +6,8 @@ Each `step` evaluates one prompt rung and writes that rung's rows (exactly once,
 """
 from __future__ import annotations
 
+import json
+import os
 import time
 import traceback
 from typing import Any
@@ -23,6 +25,7 @@ class SweepTrial(tune.Trainable):
         t0 = time.perf_counter()
         self.evaluator = Evaluator(self.spec, prompts)
         self.setup_s = time.perf_counter() - t0
+        self.configs_served = 0  # > 1 proves the actor (sources + engine) was reused across trials
         self._start(config)
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
@@ -33,6 +36,7 @@ class SweepTrial(tune.Trainable):
         self.params = dict(config.get("params", {}))
         self.key = trial_key(self.params)
         self.rung = 0
+        self.configs_served += 1
         self.evaluator.set_params(self.params)
 
     def _trial_row(self, metrics: dict[str, Any], status: str, error: str = "") -> dict[str, Any]:
@@ -43,14 +47,16 @@ class SweepTrial(tune.Trainable):
             "tune_trial_id": self.trial_id,
             "rung": self.rung,
             "method": self.spec.recipe.method,
-            **{f"param_{k}": v for k, v in self.params.items()},
-            "params_json": _json(self.params),
+            **self.params_flat(),
+            "params_json": json.dumps(self.params, sort_keys=True, default=str),
             "backend": self.spec.generation.backend,
             "seed": sampling.seed,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_new_tokens": sampling.max_new_tokens,
             "actor_setup_s": self.setup_s,
+            "actor_pid": os.getpid(),
+            "actor_config_index": self.configs_served,
             "status": status,
             "error": error,
             "finished_at": time.time(),
@@ -81,9 +87,3 @@ class SweepTrial(tune.Trainable):
 
     def cleanup(self) -> None:
         self.evaluator.close()
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, sort_keys=True, default=str)
