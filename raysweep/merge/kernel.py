@@ -1,0 +1,80 @@
+"""The one linear kernel every recipe runs through: out = round(sum_i c_i * fp32(src_i)).
+
+Reference formula (what "exact" means, and what the tests recompute independently):
+
+    acc = c_a * src_a.float()            # a: first source with a nonzero coefficient, table order
+    acc = acc + c_b * src_b.float()      # each further nonzero-coefficient source, in table order
+    out = acc.to(out.dtype)              # the only rounding to the output dtype
+
+Each coefficient is a Python float, rounded to fp32 by torch's scalar multiply; every product is
+rounded to fp32 before the add (never fused: torch's `add(alpha=)` uses FMA and differs in ~18% of
+elements). Sources with coefficient 0 are skipped; all zero -> zeros. The work runs in chunks so
+the fp32 partial sums stay in cache: memory sees one read of each source and one write of `out`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+CHUNK = 1 << 18  # elements; 2 fp32 scratch chunks = 2 MiB, fits L2/L3 on current CPUs
+
+
+class Scratch:
+    """Reusable fp32 buffers (2 x CHUNK) so repeated merges allocate nothing."""
+
+    def __init__(self, device: torch.device | str = "cpu", chunk: int = CHUNK) -> None:
+        self.chunk = chunk
+        self.acc = torch.empty(chunk, dtype=torch.float32, device=device)
+        self.tmp = torch.empty(chunk, dtype=torch.float32, device=device)
+
+
+def _term(src: torch.Tensor, coeff: float, out: torch.Tensor) -> torch.Tensor:
+    """out = coeff * fp32(src), rounded once to fp32 (src may be bf16/fp16/fp32)."""
+    if src.dtype == torch.float32:
+        if coeff == 1.0:
+            out.copy_(src)
+        else:
+            torch.mul(src, coeff, out=out)
+    else:
+        # mul on a bf16 tensor would round the product to bf16; convert first, then multiply.
+        out.copy_(src)
+        if coeff != 1.0:
+            out.mul_(coeff)
+    return out
+
+
+def combine_into(
+    out: torch.Tensor,
+    sources: Sequence[torch.Tensor],
+    coeffs: Sequence[float],
+    scratch: Scratch,
+) -> None:
+    """Write sum_i coeffs[i] * sources[i] into `out` (same numel, contiguous), per the reference.
+
+    Non-floating tensors (int/bool buffers) must be equal across the contributing sources and are
+    copied, since a linear combination of them has no meaning.
+    """
+    terms = [(s.reshape(-1), float(c)) for s, c in zip(sources, coeffs) if c != 0.0]
+    flat = out.view(-1)
+    if not terms:
+        flat.zero_()
+        return
+    if not out.dtype.is_floating_point:
+        first = terms[0][0]
+        if any(not torch.equal(first, s) for s, _ in terms[1:]):
+            raise ValueError("non-floating tensor differs between sources; cannot combine it")
+        flat.copy_(first)
+        return
+    n = flat.numel()
+    step = scratch.chunk
+    direct = out.dtype == torch.float32  # accumulate straight into the output, no final copy
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        acc = flat[start:stop] if direct else scratch.acc[: stop - start]
+        (src, coeff), *others = terms
+        _term(src[start:stop], coeff, acc)
+        for src, coeff in others:
+            acc.add_(_term(src[start:stop], coeff, scratch.tmp[: stop - start]))
+        if not direct:
+            flat[start:stop].copy_(acc)
