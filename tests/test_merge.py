@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from conftest import build_llama
 
@@ -191,6 +192,7 @@ def test_searchable_fields_revalidate():
         revalidate(expo, {"alpha": "x"})
     part = parse_recipe({**PARTWISE, "split": "1|0.4|0.3"}, "r")
     assert revalidate(part, {"ratios": [0.1, 0.2], "head_ratio": 0.5}).ratios == [0.1, 0.2]
+    assert revalidate(part, {"split": "1#2|0.5|0.6|0.7"}).pivots == [1, 2]
     with pytest.raises(ConfigError, match="need 2 ratios"):
         revalidate(part, {"ratios": [0.1]})
     soup = parse_recipe({"method": "soup", "models": {"a": "1", "b": "2"}}, "r")
@@ -295,3 +297,17 @@ def test_engine_bad_input(zoo, tmp_path):
     soup = compile_recipe(parse_recipe({"method": "soup", "models": {"a": "1", "b": "2"}}, "r"), 4)
     with pytest.raises(ConfigError, match="do not match the merger's sources"):
         merger.apply(soup, {})
+
+
+# ---------------------------------------------------------------------------------------- configs
+SHIPPED = sorted(Path(__file__).parent.parent.glob("configs/merge_*.yaml")) + [
+    Path(__file__).parent.parent / "configs" / "ama_partwise.yaml"
+]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_recipes_validate(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith(f"# raysweep merge configs/{path.name} --out ")
+    recipe = parse_recipe(yaml.safe_load(path.read_text()), str(path))
+    assert compile_recipe(recipe, 32).groups.keys() >= {"embed", "layer.31", "final_norm", "lm_head"}

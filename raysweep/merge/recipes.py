@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -28,8 +27,8 @@ _GROUP = re.compile(r"^(embed|final_norm|lm_head|layer\.\d+)$")
 
 
 class ExpoModels(Spec):
-    sft: Path
-    aligned: Path
+    sft: str
+    aligned: str
 
 
 class ExpoRecipe(Spec):
@@ -69,12 +68,12 @@ class SoupRecipe(Spec):
     """theta = sum_i w_i theta_i with sum w = 1 (uniform 1/k when weights are left out)."""
 
     method: Literal["soup"] = "soup"
-    models: dict[str, Path]
+    models: dict[str, str]
     weights: dict[str, float] | None = None
 
     @field_validator("models")
     @classmethod
-    def _two_or_more(cls, value: dict[str, Path]) -> dict[str, Path]:
+    def _two_or_more(cls, value: dict[str, str]) -> dict[str, str]:
         if len(value) < 2:
             raise ValueError(f"a soup needs at least 2 models (got {len(value)})")
         return value
@@ -95,8 +94,8 @@ class SoupRecipe(Spec):
 
 
 class PartwiseModels(Spec):
-    before: Path
-    after: Path
+    before: str
+    after: str
 
 
 class PartwiseRecipe(Spec):
@@ -150,7 +149,7 @@ class TaskArithmeticRecipe(Spec):
     """theta = base + sum_i lambda_i (theta_i - base): c = (1 - sum lambda, lambda_1, ...)."""
 
     method: Literal["task_arithmetic"] = "task_arithmetic"
-    models: dict[str, Path]
+    models: dict[str, str]
     lambdas: dict[str, float]
 
     @field_validator("lambdas")
@@ -196,8 +195,15 @@ def parse_recipe(data: dict, source: str) -> Recipe:
 
 
 def revalidate(recipe: Recipe, update: dict, source: str = "recipe") -> Recipe:
-    """`recipe` with fields in `update` replaced, fully re-validated (what a sweep trial uses)."""
-    return parse_recipe({**recipe.model_dump(), **update}, source)
+    """`recipe` with fields in `update` replaced, fully re-validated (what a sweep trial uses).
+
+    A new partwise `split` string replaces the recipe's pivots and ratios.
+    """
+    data = recipe.model_dump()
+    if update.get("split") is not None:
+        data.pop("pivots", None)
+        data.pop("ratios", None)
+    return parse_recipe({**data, **update}, source)
 
 
 def parse_split(text: str) -> dict:
@@ -271,8 +277,8 @@ def _compile_partwise(recipe: PartwiseRecipe, num_layers: int, groups: list[str]
     return CoefficientTable(("before", "after"), table)
 
 
-def recipe_sources(recipe: Recipe) -> dict[str, Path]:
-    """Role name -> checkpoint path, for the roles that compile_recipe's table names."""
+def recipe_sources(recipe: Recipe) -> dict[str, str]:
+    """Role name -> checkpoint path (a plain string), for the roles compile_recipe's table names."""
     models = recipe.models
     return dict(models.model_dump() if isinstance(models, BaseModel) else models)
 
