@@ -51,6 +51,9 @@ def _offline() -> Iterator[None]:
                 os.environ[key] = value
 
 
+_NOT_METRICS = {"alias", "sample_len", "samples"}  # bookkeeping entries of lm-eval's results
+
+
 def metric_key(task: str, metric: str) -> str:
     """lm-eval's "acc,none" -> "lmeval/<task>/acc"; "exact_match,strict" -> ".../exact_match_strict"."""
     name, _, filt = metric.partition(",")
@@ -62,7 +65,7 @@ def flatten_results(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for task, metrics in results.items():
         for metric, value in metrics.items():
-            if metric == "alias" or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if metric in _NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             out[metric_key(task, metric)] = float(value)
     return out
