@@ -82,6 +82,17 @@ class SweepTrial(tune.Trainable):
         self.rung += 1
         return report
 
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        """A trial's state is its config and the next rung: weights are re-merged, never saved."""
+        with open(os.path.join(checkpoint_dir, "trial.json"), "w") as out:
+            json.dump({"params": self.params, "rung": self.rung}, out)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        with open(os.path.join(checkpoint_dir, "trial.json")) as src:
+            state = json.load(src)
+        self._start({"params": state["params"]})
+        self.rung = state["rung"]
+
     def params_flat(self) -> dict[str, Any]:
         return {f"param_{k}": v for k, v in self.params.items()}
 
