@@ -3,7 +3,7 @@
 A `SampleScorer` scores (prompt, response) pairs and returns named per-sample columns, e.g.
 {"reward": [...]} or {"task_reward": [...], "task_valid": [...]}; higher is better unless the column
 name says otherwise. A `ModelBenchmark` evaluates the live model itself (lm-eval) and returns
-named scalars, e.g. {"lmeval_demo_facts_acc": 0.83}.
+named scalars, e.g. {"lmeval/demo_facts/acc": 0.83}.
 """
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def parse_scorer(data: dict, source: str = "scorer") -> Spec:
     name = data.get("name")
     if name is None:
         raise ConfigError(f"{source}: name: required key missing; valid scorers: {valid_names()}")
-    if name not in SCORERS:
+    if not isinstance(name, str) or name not in SCORERS:
         raise ConfigError(f"{source}: name: unknown scorer {name!r}; valid: {valid_names()}")
     try:
         return _adapter().validate_python(data)
@@ -82,6 +82,6 @@ def make_scorer(spec: Spec | dict) -> SampleScorer | ModelBenchmark:
     if isinstance(spec, dict):
         spec = parse_scorer(spec)
     name = getattr(spec, "name", None)
-    if name not in SCORERS:
+    if not isinstance(name, str) or name not in SCORERS:
         raise ConfigError(f"scorers: unknown scorer {name!r}; valid: {valid_names()}")
     return _resolve(SCORERS[name][1])(spec)
