@@ -213,6 +213,18 @@ def test_kernel_chunks_match_reference(dtype):
         assert same_bits(out, reference(srcs, coeffs, dtype)), coeffs
 
 
+@pytest.mark.slow
+def test_fused_kernel_matches_reference():
+    """The compiled kernel (one torch.compile, ~30 s the first time) is bit-exact too."""
+    gen = torch.Generator().manual_seed(2)
+    for dtype in DTYPES:
+        srcs = [torch.randn(50_001, generator=gen).to(dtype) for _ in range(3)]
+        for coeffs in [(1.3, -0.3, 0.0), (0.2, 0.5, 0.3)]:
+            out = torch.empty(50_001, dtype=dtype)
+            combine_into(out, srcs, coeffs, Scratch(), fused=True)
+            assert same_bits(out, reference(srcs, coeffs, dtype)), (dtype, coeffs)
+
+
 def test_kernel_not_fused():
     """A fused multiply-add (torch.add(alpha=)) differs from the reference; the kernel must not."""
     gen = torch.Generator().manual_seed(1)

@@ -6,9 +6,14 @@ and nothing is read twice. Orchestration may instead pass already-loaded tensors
 views of arrays from Ray's object store) or CheckpointIndex objects. With `fp32_sources=True` the
 engine keeps fp32 copies of bf16/fp16 sources (2x their memory) to skip the conversion on every
 apply; benchmarks/inplace_remerge.py measures what that buys.
+
+`fused` picks kernel.py's compiled kernel (about a memory copy's cost per apply, ~30 s to compile
+once per process on first use). Default (None): fused when the sources hold more than
+FUSED_MIN_BYTES and a C++ compiler is present, i.e. when the compile cost is repaid in a few trials.
 """
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from raysweep.merge.coefficients import CoefficientTable
 from raysweep.merge.kernel import Scratch, combine_into
 
 Source = str | Path | CheckpointIndex | Mapping[str, torch.Tensor]
+FUSED_MIN_BYTES = 512 * 2**20
 
 
 def open_sources(sources: Mapping[str, Source]) -> dict[str, CheckpointIndex]:
@@ -51,7 +57,7 @@ class InPlaceMerger:
 
     def __init__(
         self, sources: Mapping[str, Source], *, fp32_sources: bool = False,
-        check_values: bool = True,
+        check_values: bool = True, fused: bool | None = None,
     ) -> None:
         self.indexes = open_sources(sources)
         self.roles = list(self.indexes)
@@ -73,6 +79,10 @@ class InPlaceMerger:
                 loaded[name] = tensor.reshape(-1)
             self._tensors[role] = loaded
         self._scratch: dict[torch.device, Scratch] = {}
+        if fused is None:
+            nbytes = sum(t.numel() * t.element_size() for ts in self._tensors.values() for t in ts.values())
+            fused = nbytes > FUSED_MIN_BYTES and shutil.which("g++") is not None
+        self.fused = fused
 
     def group(self, name: str) -> str:
         """Group of a source tensor name or tied alias ("embed", "layer.<i>", ...)."""
@@ -112,7 +122,7 @@ class InPlaceMerger:
                 inputs = [s[source_name] for s in srcs]
                 if target.device != inputs[0].device:
                     inputs = [t.to(target.device, non_blocking=True) for t in inputs]
-                combine_into(target, inputs, coeffs, self._scratch_for(target.device))
+                combine_into(target, inputs, coeffs, self._scratch_for(target.device), fused=self.fused)
                 written.add(key)
 
     def _scratch_for(self, device: torch.device) -> Scratch:

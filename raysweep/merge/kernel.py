@@ -8,8 +8,15 @@ Reference formula (what "exact" means, and what the tests recompute independentl
 
 Each coefficient is a Python float, rounded to fp32 by torch's scalar multiply; every product is
 rounded to fp32 before the add (never fused: torch's `add(alpha=)` uses FMA and differs in ~18% of
-elements). Sources with coefficient 0 are skipped; all zero -> zeros. The work runs in chunks so
-the fp32 partial sums stay in cache: memory sees one read of each source and one write of `out`.
+elements). Sources with coefficient 0 are skipped; all zero -> zeros.
+
+Two implementations of that one formula:
+- eager (default): torch ops over cache-sized chunks, so fp32 partial sums stay in cache and memory
+  sees one read of each source and one write of `out`; ~6 ops per chunk.
+- fused (`fused=True`): the same expression compiled once by torch.compile (inductor, C++; its
+  default -ffp-contract=off keeps products and sums separately rounded) into one loop per tensor.
+  ~30 s to compile on first use (cached on disk after), then about the cost of a memory copy:
+  what long-lived sweep actors on real models want. Tests check both against the reference.
 """
 from __future__ import annotations
 
@@ -44,11 +51,29 @@ def _term(src: torch.Tensor, coeff: float, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _fused_expr(out: torch.Tensor, coeffs: torch.Tensor, sources: list[torch.Tensor]) -> None:
+    acc = coeffs[0] * sources[0].float()
+    for i in range(1, len(sources)):
+        acc = acc + coeffs[i] * sources[i].float()
+    out.copy_(acc)
+
+
+_FUSED: list = []
+
+
+def _fused():
+    if not _FUSED:
+        _FUSED.append(torch.compile(_fused_expr, dynamic=True, fullgraph=True))
+    return _FUSED[0]
+
+
 def combine_into(
     out: torch.Tensor,
     sources: Sequence[torch.Tensor],
     coeffs: Sequence[float],
     scratch: Scratch,
+    *,
+    fused: bool = False,
 ) -> None:
     """Write sum_i coeffs[i] * sources[i] into `out` (same numel, contiguous), per the reference.
 
@@ -67,6 +92,11 @@ def combine_into(
         flat.copy_(first)
         return
     n = flat.numel()
+    if fused and n:
+        # fp32 coefficients as a tensor: one compiled graph serves every table
+        weights = torch.tensor([c for _, c in terms], dtype=torch.float32, device=out.device)
+        _fused()(flat, weights, [src for src, _ in terms])
+        return
     step = scratch.chunk
     direct = out.dtype == torch.float32  # accumulate straight into the output, no final copy
     for start in range(0, n, step):
