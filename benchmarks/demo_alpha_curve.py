@@ -47,8 +47,10 @@ def facts_accuracy(model, tokenizer, rows: list[dict]) -> float:
             prompts.append(row["context"])
             conts.append(" " + choice)
     ids, mask, labels = training.encode_pairs(tokenizer, prompts, conts, [False] * len(prompts))
-    logp = torch.cat([training.sequence_logprob(model, ids[i:i + 512], mask[i:i + 512], labels[i:i + 512])
-                      for i in range(0, len(prompts), 512)])
+    logp = torch.cat([
+        training.sequence_logprob(model, ids[i:i + 512], mask[i:i + 512], labels[i:i + 512])
+        for i in range(0, len(prompts), 512)
+    ])
     k = len(rows[0]["choices"])
     picks = logp.view(len(rows), k).argmax(dim=1).tolist()
     return float(np.mean([p == row["label"] for p, row in zip(picks, rows)]))
@@ -71,11 +73,13 @@ def main() -> None:
     sft = LlamaForCausalLM.from_pretrained(paths.sft, dtype=torch.float32).state_dict()
     model = LlamaForCausalLM.from_pretrained(paths.aligned, dtype=torch.float32).eval()
     aligned = {k: v.clone() for k, v in model.state_dict().items()}
-    rm = AutoModelForSequenceClassification.from_pretrained(paths.reward_model, dtype=torch.float32).eval()
+    rm = AutoModelForSequenceClassification.from_pretrained(paths.reward_model, dtype=torch.float32)
+    rm.eval()
     rows = [json.loads(line) for line in paths.prompts.read_text().splitlines()]
     prompts = [r["prompt"] for r in rows]
     facts = [json.loads(line) for line in task.LMEVAL_DATA.read_text().splitlines()]
-    print(f"world {paths.root}  prompts {len(prompts)}  T={args.temperature}  sample seed {args.sample_seed}")
+    print(f"world {paths.root}  prompts {len(prompts)}  T={args.temperature}  "
+          f"sample seed {args.sample_seed}")
     header = ("alpha", "reward [95% CI]", "valid", "finished", "len", "rm_score", "facts_acc",
               "rm~reward r", "sec")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
@@ -90,8 +94,10 @@ def main() -> None:
         reward = np.array([s[0] for s in scores])
         valid = np.array([s[1] for s in scores])
         with torch.no_grad():
-            rm_score = training.reward_scores(rm, tokenizer, [p + t for p, (t, _) in zip(prompts, outs)]).numpy()
-        lengths = [len(x) for x in tokenizer([t for t, _ in outs], add_special_tokens=False)["input_ids"]]
+            texts = [p + t for p, (t, _) in zip(prompts, outs)]
+            rm_score = training.reward_scores(rm, tokenizer, texts).numpy()
+        encoded = tokenizer([t for t, _ in outs], add_special_tokens=False)["input_ids"]
+        lengths = [len(x) for x in encoded]
         acc = facts_accuracy(model, tokenizer, facts)
         lo, hi = bootstrap_ci(reward)
         corr = np.corrcoef(rm_score, reward)[0, 1] if reward.std() > 0 else float("nan")

@@ -90,3 +90,17 @@ def test_shipped_lmeval_data_is_current():
         correct = row["choices"][row["label"]]
         assert correct in task.TOPICS[triple.topic] and correct != triple.start
         assert sum(c in task.TOPICS[triple.topic] for c in row["choices"]) == 1
+
+
+def test_corruptions_never_help():
+    train, _ = task.split_triples()
+    rng = random.Random(1)
+    for _ in range(300):
+        triple = rng.choice(train)
+        clean = task.sample_response(triple, rng, p_positive=rng.random())
+        broken = task.corrupt_response(triple, clean, rng)
+        (r_clean, v_clean), (r_broken, v_broken) = (
+            task.task_reward(triple.prompt, clean), task.task_reward(triple.prompt, broken)
+        )
+        assert r_broken <= r_clean
+        assert v_broken < v_clean or not broken.endswith(".")

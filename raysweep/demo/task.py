@@ -67,7 +67,9 @@ def parse_prompt(prompt: str) -> Triple:
     """Inverse of `format_prompt` (searches, so a chat-templated prompt still parses)."""
     match = _PROMPT_RE.search(prompt)
     if match is None:
-        raise ConfigError(f"prompt {prompt[:60]!r}: not a demo task prompt (Topic: T | Count: n | Start: s)")
+        raise ConfigError(
+            f"prompt {prompt[:60]!r}: not a demo task prompt (Topic: T | Count: n | Start: s)"
+        )
     topic, count, start = match.group(1), int(match.group(2)), match.group(3)
     if topic not in TOPICS or start not in TOPICS[topic]:
         raise ConfigError(f"prompt {prompt[:60]!r}: unknown topic or start word")
@@ -113,18 +115,45 @@ def sft_corpus(
     return out
 
 
+def corrupt_response(triple: Triple, response: str, rng: random.Random) -> str:
+    """One random skill error in a well-formed response: an off-topic or broken noun, a wrong
+    first noun, a repeated or extra item, a missing item, or no final period. (The reward model
+    sees these beside the SFT samples: a collapsed, over-extrapolated model makes exactly them.)"""
+    items = response.strip().rstrip(".").split(", ")
+    index = rng.randrange(len(items))
+    adjective, noun = items[index].split()
+    kind = rng.randrange(6)
+    if kind == 0:  # off-topic noun
+        noun = rng.choice(TOPICS[rng.choice([t for t in TOPICS if t != triple.topic])])
+        items[index] = f"{adjective} {noun}"
+    elif kind == 1:  # broken word
+        items[index] = f"{adjective} {noun[: rng.randint(1, max(1, len(noun) - 2))]}"
+    elif kind == 2:  # first noun is not the start word
+        items[0], items[-1] = items[-1], items[0]
+    elif kind == 3:  # repeated or extra item
+        items.insert(index + 1, rng.choice([items[index], f"{rng.choice(POSITIVE)} {noun}"]))
+    elif kind == 4 and len(items) > 1:  # missing item
+        del items[index]
+    else:  # unfinished
+        return " " + ", ".join(items)
+    return " " + ", ".join(items) + "."
+
+
 def task_reward(prompt: str, response: str) -> tuple[float, float]:
     """(reward, valid) for one response, both in [0, 1].
 
     The response is split on commas after dropping one final period. An item is *valid* if it is
     exactly `adj noun` (two words, adj from either list), the noun belongs to the topic, is not a
     repeat of an earlier noun, and (first item only) is the start word; it *scores* if it is valid
-    and its adjective is positive. reward = min(scored, n) / max(n, items), halved if the response
-    is not finished; valid = min(valid items, n) / max(n, items), never halved. (The cap at n makes
-    extra items cost reward even when they are correct: 4 good items for n = 3 score 3/4.) Responses are decoded without
-    special tokens, so EOS is invisible: "finished" means the stripped text ends with the final
-    period, which the model emits only right before EOS (a model that rambles past max tokens or
-    never closes the list is unfinished).
+    and its adjective is positive.
+
+        reward = min(scored, n) / max(n, items), halved if the response is not finished
+        valid  = min(valid items, n) / max(n, items), never halved
+
+    The cap at n makes extra items cost reward even when correct (4 good items for n = 3 score
+    3/4). Responses are decoded without special tokens, so EOS is invisible: "finished" means the
+    stripped text ends with the final period, which the model emits only right before EOS (a
+    model that rambles past the token cap or never closes the list is unfinished).
     """
     triple = parse_prompt(prompt)
     text = response.strip()

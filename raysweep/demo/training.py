@@ -72,6 +72,13 @@ def _pad_right(seqs: list[list[int]], value: int) -> torch.Tensor:
     return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
+def _pad_left(seqs: list[list[int]]) -> dict[str, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.tensor([[PAD] * (width - len(s)) + s for s in seqs], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": (torch.arange(width) >= width - torch.tensor(
+        [len(s) for s in seqs]).unsqueeze(1)).long()}
+
+
 def encode_pairs(tokenizer, prompts: list[str], responses: list[str], eos: list[bool]) -> tuple:
     """Right-padded (input_ids [B, L], attention_mask [B, L], labels [B, L]); labels are -100 on
     the prompt and padding, so the loss covers response tokens (and EOS where `eos[i]`)."""
@@ -145,13 +152,11 @@ def sample(
     Pure temperature sampling (no top-k/top-p); one torch seed for the whole call.
     """
     model.eval()
-    tokenizer.padding_side = "left"
     flat = [p for p in prompts for _ in range(n)]
     torch.manual_seed(seed)
     out: list[tuple[str, bool]] = []
     for start in range(0, len(flat), batch_size):
-        enc = tokenizer(flat[start : start + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=False)
+        enc = _pad_left(_encode(tokenizer, flat[start : start + batch_size]))
         gen = model.generate(
             **enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
             max_new_tokens=max_new_tokens, pad_token_id=PAD, eos_token_id=EOS,
@@ -231,7 +236,8 @@ def train_reward_model(
         rng.shuffle(order)
         for start in range(0, len(order), batch_size):
             batch = [pairs[i] for i in order[start : start + batch_size]]
-            texts = [b["prompt"] + b["chosen"] for b in batch] + [b["prompt"] + b["rejected"] for b in batch]
+            texts = [b["prompt"] + b["chosen"] for b in batch]
+            texts += [b["prompt"] + b["rejected"] for b in batch]
             scores = reward_scores(model, tokenizer, texts, batch_size=len(texts))
             k = len(batch)
             loss = -F.logsigmoid(scores[:k] - scores[k:]).mean()

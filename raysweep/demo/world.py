@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -39,14 +40,16 @@ class WorldSpec(Spec):
     sft_batch_size: int = 64
     sft_lr: float = 2e-3
     sft_warmup: int = 20
-    pair_samples: int = 4  # samples per training prompt; best vs worst becomes a pair
+    pair_samples: int = 4  # samples per group; a group's best vs worst becomes a pair
+    pair_groups: int = 6  # groups per training prompt: ~1,500 pairs, so DPO stays under one epoch
     pair_temperature: float = 1.0
     max_new_tokens: int = 48
-    dpo_steps: int = 40  # under one epoch on purpose: an under-trained aligned model
+    dpo_steps: int = 20  # 640 of ~1,500 pairs: under-trained on purpose (ExPO pays most there)
     dpo_batch_size: int = 32
     dpo_lr: float = 1e-4
     dpo_beta: float = 0.1
-    rm_epochs: int = 3
+    rm_synthetic_pairs: int = 1500  # draws of clean vs corrupted answer (~900 left after ties)
+    rm_epochs: int = 2
     rm_batch_size: int = 64
     rm_lr: float = 1e-3
 
@@ -54,7 +57,8 @@ class WorldSpec(Spec):
     def quick(cls) -> "WorldSpec":
         """A reduced world for tests: same architecture and files, seconds to build."""
         return cls(sft_examples=1280, sft_epochs=1, sft_batch_size=32, sft_warmup=5,
-                   pair_samples=2, max_new_tokens=24, dpo_steps=2, dpo_batch_size=16, rm_epochs=1)
+                   pair_samples=2, pair_groups=1, max_new_tokens=24, dpo_steps=2,
+                   dpo_batch_size=16, rm_synthetic_pairs=64, rm_epochs=1)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:10]
@@ -70,7 +74,7 @@ class WorldPaths:
     reward_model: Path
     prompts: Path  # held-out eval prompts, jsonl: id, prompt, topic, count, start, split
     train_prompts: Path  # the prompts the preference pairs were sampled on (same columns)
-    pairs: Path  # jsonl: prompt, chosen, rejected, chosen_eos, rejected_eos, chosen_reward, rejected_reward
+    pairs: Path  # jsonl: prompt, chosen, rejected, {chosen,rejected}_eos, {chosen,rejected}_reward
     manifest: Path
 
     @classmethod
@@ -151,7 +155,48 @@ def preference_pairs(prompts: list[str], samples: list[tuple[str, bool]], per_pr
     return pairs
 
 
-def _build(paths: WorldPaths, seed: int, spec: WorldSpec, log: Callable[[str], None], threads: int) -> None:
+def sample_pairs(sft, tokenizer, prompts: list[str], spec: WorldSpec, seed: int,
+                 log: Callable[[str], None]) -> list[dict]:
+    """Preference pairs: `pair_groups` x `pair_samples` SFT samples per prompt at
+    `pair_temperature`, best vs worst of each group by task_reward, ties dropped."""
+    from raysweep.demo import training
+
+    per_prompt = spec.pair_groups * spec.pair_samples
+    samples = training.sample(sft, tokenizer, prompts, n=per_prompt, temperature=spec.pair_temperature,
+                              max_new_tokens=spec.max_new_tokens, seed=seed)
+    group_prompts = [p for p in prompts for _ in range(spec.pair_groups)]
+    pairs = preference_pairs(group_prompts, samples, spec.pair_samples)
+    if not pairs:
+        raise RuntimeError("demo world: no preference pairs (every sample group tied)")
+    rewards = [task.task_reward(p, text)[0] for p, (text, _) in
+               zip([p for p in prompts for _ in range(per_prompt)], samples)]
+    log(f"[demo world] {len(pairs)} pairs from {len(samples)} samples "
+        f"(sft mean train reward at T={spec.pair_temperature:g}: {sum(rewards) / len(rewards):.3f})")
+    return pairs
+
+
+def synthetic_pairs(triples: list[task.Triple], size: int, seed: int) -> list[dict]:
+    """`size` draws of (clean answer, the same answer with one skill error), ordered by
+    task_reward, ties dropped: they teach the reward model task skill as well as adjectives."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(size):
+        triple = rng.choice(triples)
+        clean = task.sample_response(triple, rng, p_positive=rng.random())
+        broken = task.corrupt_response(triple, clean, rng)
+        (lo, worse), (hi, better) = sorted(
+            (task.task_reward(triple.prompt, text)[0], text) for text in (clean, broken)
+        )
+        if hi > lo:
+            pairs.append({"prompt": triple.prompt, "chosen": better, "rejected": worse,
+                          "chosen_eos": True, "rejected_eos": True,
+                          "chosen_reward": hi, "rejected_reward": lo})
+    return pairs
+
+
+def _build(
+    paths: WorldPaths, seed: int, spec: WorldSpec, log: Callable[[str], None], threads: int
+) -> None:
     import torch
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
@@ -184,19 +229,8 @@ def _build(paths: WorldPaths, seed: int, spec: WorldSpec, log: Callable[[str], N
     _save_model(sft, tokenizer, paths.sft)
     lap("sft")
 
-    train_prompts = [t.prompt for t in train]
-    samples = training.sample(sft, tokenizer, train_prompts, n=spec.pair_samples,
-                              temperature=spec.pair_temperature, max_new_tokens=spec.max_new_tokens,
-                              seed=seed + 1)
-    pairs = preference_pairs(train_prompts, samples, spec.pair_samples)
-    if not pairs:
-        raise RuntimeError("demo world: no preference pairs (every sample group tied)")
+    pairs = sample_pairs(sft, tokenizer, [t.prompt for t in train], spec, seed + 1, log)
     _write_jsonl(paths.pairs, pairs)
-    mean_reward = sum(task.task_reward(p, s)[0] for p, s in
-                      zip([p for p in train_prompts for _ in range(spec.pair_samples)],
-                          [s for s, _ in samples])) / len(samples)
-    log(f"[demo world] {len(pairs)} pairs from {len(samples)} samples "
-        f"(sft mean train reward {mean_reward:.3f})")
     lap("pairs")
 
     policy = LlamaForCausalLM(config)
@@ -211,7 +245,10 @@ def _build(paths: WorldPaths, seed: int, spec: WorldSpec, log: Callable[[str], N
     torch.manual_seed(seed + 3)
     rm = LlamaForSequenceClassification(training.llama_config(len(tokenizer), num_labels=1))
     rm.model.load_state_dict(sft.model.state_dict())  # the usual RM init: the SFT backbone
-    training.train_reward_model(rm, tokenizer, pairs, epochs=spec.rm_epochs,
+    rm_pairs = pairs + synthetic_pairs(train, spec.rm_synthetic_pairs, seed + 4)
+    log(f"[demo world] reward model: {len(pairs)} sampled + {len(rm_pairs) - len(pairs)} "
+        f"synthetic pairs x {spec.rm_epochs} epochs")
+    training.train_reward_model(rm, tokenizer, rm_pairs, epochs=spec.rm_epochs,
                                 batch_size=spec.rm_batch_size, lr=spec.rm_lr, seed=seed + 3, log=log)
     _save_model(rm, tokenizer, paths.reward_model)
     lap("reward_model")
