@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from raysweep.checkpoints import open_checkpoint
 from raysweep.config import ConfigError
 from raysweep.generate.base import Generation, SamplingSpec
 from raysweep.generate.spec import GenerationSpec
@@ -21,7 +22,6 @@ from raysweep.generate.tokens import (
     load_tokenizer,
     prompt_budget,
 )
-from raysweep.generate.weights import checkpoint_shapes
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -63,7 +63,9 @@ class TransformersBackend:
         if self._targets is None:
             live = self.model.state_dict()  # detached views sharing the parameters' storage
             targets = {}
-            for name, shape in checkpoint_shapes(self.model_dir).items():
+            index = open_checkpoint(self.model_dir)
+            for name in index.names:
+                shape = index.shape(name)
                 if name not in live:
                     raise ConfigError(
                         f"{self.model_dir}: checkpoint tensor {name!r} has no parameter in the loaded model"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
+from raysweep.checkpoints import open_checkpoint
 from raysweep.generate.base import Generation, SamplingSpec
 from raysweep.generate.spec import GenerationSpec
 from raysweep.generate.tokens import context_length, encode_prompts, load_tokenizer, prompt_budget
 from raysweep.generate.vllm_worker import pack_tensor
-from raysweep.generate.weights import checkpoint_shapes, load_into
 
 EXTENSION = "raysweep.generate.vllm_worker.WeightSwapExtension"  # vLLM wants a dotted path
 
@@ -39,11 +39,8 @@ class VLLMBackend:
         self.context = context_length(config, spec.max_model_len, self.model_dir)
         self.llm = self._start_engine()
         dtype = self.llm.collective_rpc("raysweep_weight_dtype")[0]
-        self._staging = {
-            name: torch.empty(shape, dtype=getattr(torch, dtype))
-            for name, shape in checkpoint_shapes(self.model_dir).items()
-        }
-        load_into(self.model_dir, self._staging)  # what the engine holds now
+        index = open_checkpoint(self.model_dir)  # the engine holds these weights now
+        self._staging = {name: index.tensor(name).to(getattr(torch, dtype), copy=True) for name in index.names}
 
     def _start_engine(self):
         # Read by vLLM when the engine starts. vLLM caches its env vars once an engine has started
