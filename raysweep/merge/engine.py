@@ -13,6 +13,7 @@ FUSED_MIN_BYTES and a C++ compiler is present, i.e. when the compile cost is rep
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from raysweep.checkpoints import CheckpointIndex, check_compatible, open_checkpoint
 from raysweep.config import ConfigError
 from raysweep.merge.coefficients import CoefficientTable
-from raysweep.merge.kernel import Scratch, combine_into
+from raysweep.merge.kernel import Scratch, combine_into, one_thread
 
 Source = str | Path | CheckpointIndex | Mapping[str, torch.Tensor]
 FUSED_MIN_BYTES = 512 * 2**20
@@ -103,7 +104,7 @@ class InPlaceMerger:
             )
         srcs = [self._tensors[r] for r in table.sources]
         written: set[tuple[int, int]] = set()
-        with torch.no_grad():
+        with torch.no_grad(), (contextlib.nullcontext() if self.fused else one_thread()):
             for name, target in targets.items():
                 source_name = self.aliases.get(name, name)
                 if source_name not in self._groups:

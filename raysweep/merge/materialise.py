@@ -19,7 +19,7 @@ import yaml
 from raysweep.checkpoints import TensorInfo, write_checkpoint
 from raysweep.config import ConfigError, apply_overrides, read_yaml
 from raysweep.merge.engine import check_finite, open_sources
-from raysweep.merge.kernel import Scratch, combine_into
+from raysweep.merge.kernel import Scratch, combine_into, one_thread
 from raysweep.merge.recipes import Recipe, compile_recipe, config_source, parse_recipe, recipe_sources
 
 DEFAULT_SHARD_BYTES = 5 * 2**30
@@ -59,9 +59,11 @@ def materialise(
             buf = buffers.setdefault(info.dtype, torch.empty(largest, dtype=info.dtype))
             out = buf[: _numel(info.shape)].view(info.shape)
             coeffs = table.for_group(primary.group(info.name))
-            combine_into(out, sources, coeffs, scratch)
-            if out.dtype.is_floating_point and not bool(torch.isfinite(out).all()):
-                _blame(info.name, roles, sources, coeffs, indexes)
+            # the kernel's in-cache chunk sums flag any NaN/Inf (and, rarely, a sum that merely
+            # overflowed); only then the exact elementwise check runs
+            if not combine_into(out, sources, coeffs, scratch, check_finite=True):
+                if not bool(torch.isfinite(out).all()):
+                    _blame(info.name, roles, sources, coeffs, indexes)
             yield info.name, out
             for role in roles:
                 indexes[role].release(info.name)
@@ -69,8 +71,9 @@ def materialise(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        write_checkpoint(merged(), tmp, layout=layout, max_shard_bytes=max_shard_bytes,
-                         metadata={"raysweep_method": recipe.method})
+        with one_thread():
+            write_checkpoint(merged(), tmp, layout=layout, max_shard_bytes=max_shard_bytes,
+                             metadata={"raysweep_method": recipe.method})
         _copy_aux(primary.path, tmp, layout[0].dtype if layout else None)
         (tmp / "merge_recipe.yaml").write_text(
             yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
