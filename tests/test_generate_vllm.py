@@ -65,18 +65,24 @@ def _out(gens):
     return [(g.token_ids, g.num_tokens, g.finished, g.prompt_truncated) for g in gens]
 
 
-def test_greedy_equals_transformers_over_swaps(engines, pair, prompts):
-    vllm_backend, hf_backend = engines
-    assert _out(vllm_backend.generate(prompts, GREEDY)) == _out(hf_backend.generate(prompts, GREEDY))
+def assert_swaps_match(vllm_backend, hf_backend, pair, prompts, alphas) -> None:
+    """Swap ExPO(alpha) weights into both backends in turn; greedy outputs must agree token for
+    token after every swap, and every swap must change them (else the check proves nothing)."""
     seen = []
-    for alpha in (0.3, 0.5, 1.0, 0.0):  # alpha 0 = the aligned model itself
+    for alpha in alphas:
         weights = expo(pair, alpha)
         _write(vllm_backend, weights)
         _write(hf_backend, weights)
         expected = _out(hf_backend.generate(prompts, GREEDY))
         assert _out(vllm_backend.generate(prompts, GREEDY)) == expected, f"alpha={alpha}"
         seen.append(expected)
-    assert len({str(s) for s in seen}) == len(seen)  # each swap really changed the outputs
+    assert len({str(s) for s in seen}) == len(seen)
+
+
+def test_greedy_equals_transformers_over_swaps(engines, pair, prompts):
+    vllm_backend, hf_backend = engines
+    assert _out(vllm_backend.generate(prompts, GREEDY)) == _out(hf_backend.generate(prompts, GREEDY))
+    assert_swaps_match(vllm_backend, hf_backend, pair, prompts, (0.3, 0.5, 1.0, 0.0))  # 0: aligned
 
 
 def test_prefix_cache_reset_is_what_keeps_long_prompts_fresh(engines, pair, prompts):

@@ -7,7 +7,7 @@ import pytest
 from raysweep.generate.registry import make_backend
 from raysweep.generate.spec import GenerationSpec
 from test_generate_hf import PROMPTS, build_lively_pair
-from test_generate_vllm import GREEDY, VLLM_SPEC, _out, _write, expo
+from test_generate_vllm import VLLM_SPEC, assert_swaps_match
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 pytest.importorskip("vllm")
@@ -19,15 +19,7 @@ def test_multiprocess_engine_swaps_match_transformers(tmp_path_factory, tiny_tok
     hf_backend = make_backend(GenerationSpec(), pair["sft"])
     prompts = PROMPTS + [" ".join(PROMPTS * 5)]
     try:
-        seen = []
-        for alpha in (0.5, 0.0):
-            weights = expo(pair, alpha)
-            _write(vllm_backend, weights)
-            _write(hf_backend, weights)
-            expected = _out(hf_backend.generate(prompts, GREEDY))
-            assert _out(vllm_backend.generate(prompts, GREEDY)) == expected, f"alpha={alpha}"
-            seen.append(expected)
-        assert seen[0] != seen[1]
+        assert_swaps_match(vllm_backend, hf_backend, pair, prompts, (0.5, 0.0))
     finally:
         vllm_backend.close()
         hf_backend.close()
