@@ -104,3 +104,18 @@ def test_corruptions_never_help():
         )
         assert r_broken <= r_clean
         assert v_broken < v_clean or not broken.endswith(".")
+
+
+def test_lmeval_task_loads_from_any_cwd(tmp_path, monkeypatch):
+    pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from raysweep.demo.lmeval import TASK_DIR, TASK_NAME
+
+    monkeypatch.chdir(tmp_path)  # the data path must not depend on the working directory
+    manager = TaskManager(include_path=str(TASK_DIR), include_defaults=False)
+    assert TASK_NAME in manager.all_tasks
+    docs = list(get_task_dict([TASK_NAME], manager)[TASK_NAME].test_docs())
+    assert len(docs) == 216
+    first = json.loads(task.LMEVAL_DATA.read_text().splitlines()[0])
+    assert docs[0]["context"] == first["context"] and docs[0]["label"] == first["label"]

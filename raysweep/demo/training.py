@@ -109,37 +109,50 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def train_sft(
-    model, tokenizer, corpus: list[tuple[str, str]], *, epochs: int, batch_size: int, lr: float,
-    warmup: int, seed: int, log: Callable[[str], None],
+def _fit(
+    model, items: list, batch_loss: Callable[[list], torch.Tensor], *, name: str, epochs: int,
+    batch_size: int, lr: float, warmup: int, seed: int, clip: float | None,
+    log: Callable[[str], None], log_every: int = 50,
 ) -> None:
-    """Next-token loss on responses (+EOS); AdamW, linear warm-up then cosine to 0."""
+    """Shuffled mini-batch epochs over `items`: AdamW, linear warm-up then cosine to 0."""
     rng = random.Random(seed)
-    steps_per_epoch = math.ceil(len(corpus) / batch_size)
-    total = steps_per_epoch * epochs
+    total = math.ceil(len(items) / batch_size) * epochs
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, total, warmup))
     model.train()
     step, t0 = 0, time.perf_counter()
     for epoch in range(epochs):
-        order = list(range(len(corpus)))
+        order = list(range(len(items)))
         rng.shuffle(order)
         for start in range(0, len(order), batch_size):
-            batch = [corpus[i] for i in order[start : start + batch_size]]
-            ids, mask, labels = encode_pairs(
-                tokenizer, [p for p, _ in batch], [r for _, r in batch], [True] * len(batch)
-            )
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = batch_loss([items[i] for i in order[start : start + batch_size]])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             sched.step()
             step += 1
-            if step % 50 == 0 or step == total:
-                log(f"  sft step {step}/{total} epoch {epoch} loss {loss.item():.3f} "
+            if step % log_every == 0 or step == total:
+                log(f"  {name} step {step}/{total} epoch {epoch} loss {loss.item():.4f} "
                     f"({time.perf_counter() - t0:.0f}s)")
     model.eval()
+
+
+def train_sft(
+    model, tokenizer, corpus: list[tuple[str, str]], *, epochs: int, batch_size: int, lr: float,
+    warmup: int, seed: int, log: Callable[[str], None],
+) -> None:
+    """Next-token loss on responses (+EOS); AdamW, warm-up then cosine, grad-norm clip 1."""
+
+    def batch_loss(batch: list[tuple[str, str]]) -> torch.Tensor:
+        ids, mask, labels = encode_pairs(
+            tokenizer, [p for p, _ in batch], [r for _, r in batch], [True] * len(batch)
+        )
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    _fit(model, corpus, batch_loss, name="sft", epochs=epochs, batch_size=batch_size, lr=lr,
+         warmup=warmup, seed=seed, clip=1.0, log=log)
 
 
 @torch.no_grad()
@@ -225,28 +238,13 @@ def train_reward_model(
     log: Callable[[str], None],
 ) -> None:
     """Bradley-Terry: -log sigmoid(r(prompt+chosen) - r(prompt+rejected)); AdamW, cosine."""
-    rng = random.Random(seed)
+
+    def batch_loss(batch: list[dict]) -> torch.Tensor:
+        texts = [b["prompt"] + b["chosen"] for b in batch]
+        texts += [b["prompt"] + b["rejected"] for b in batch]
+        scores = reward_scores(model, tokenizer, texts, batch_size=len(texts))
+        return -F.logsigmoid(scores[: len(batch)] - scores[len(batch) :]).mean()
+
     total = math.ceil(len(pairs) / batch_size) * epochs
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, total, max(1, total // 20)))
-    model.train()
-    step, t0 = 0, time.perf_counter()
-    for epoch in range(epochs):
-        order = list(range(len(pairs)))
-        rng.shuffle(order)
-        for start in range(0, len(order), batch_size):
-            batch = [pairs[i] for i in order[start : start + batch_size]]
-            texts = [b["prompt"] + b["chosen"] for b in batch]
-            texts += [b["prompt"] + b["rejected"] for b in batch]
-            scores = reward_scores(model, tokenizer, texts, batch_size=len(texts))
-            k = len(batch)
-            loss = -F.logsigmoid(scores[:k] - scores[k:]).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-        acc = (scores[:k] > scores[k:]).float().mean().item()
-        log(f"  rm epoch {epoch + 1}/{epochs} loss {loss.item():.4f} batch-acc {acc:.2f} "
-            f"({time.perf_counter() - t0:.0f}s)")
-    model.eval()
+    _fit(model, pairs, batch_loss, name="rm", epochs=epochs, batch_size=batch_size, lr=lr,
+         warmup=max(1, total // 20), seed=seed, clip=None, log=log, log_every=20)

@@ -2,11 +2,14 @@
 
     python -m raysweep.demo.world [--root DIR] [--seed N] [--quick]
 
-Builds, in ~4 minutes on 2 CPU cores, a world where ExPO visibly helps (see /work/shared/DEMO_WORLD.md
-and benchmarks/demo_alpha_curve.py): a BPE tokenizer, an SFT Llama trained on a corpus that weakly
-prefers positive adjectives, preference pairs sampled from it and ranked by `task_reward`, a DPO
-model stopped early (under-trained, the regime where extrapolation pays), and a reward model
-trained on the same pairs. Every artefact is written under a temp name and renamed when complete;
+Builds a world where ExPO visibly helps (benchmarks/demo_alpha_curve.py measures it): a BPE
+tokenizer, an SFT Llama trained on a corpus that weakly prefers positive adjectives, ~1,500
+preference pairs sampled from it and ranked by `task_reward`, a DPO model stopped early (20 steps,
+under one epoch: the under-trained regime where extrapolation pays), and a reward model trained
+on the same pairs plus synthetic skill-error pairs. Cost: ~230 s of one core (5.5-6 min wall
+measured on 2 cores shared with other jobs). DPO is a hand-written loop: TRL's DPOTrainer took
+~38 s for the same 20 steps (12 s of it imports) against 13 s, and always appends EOS, which would
+mislabel samples cut at the token cap. Every artefact is written under a temp name and renamed when complete;
 `manifest.json` is written last, so a world without it (or built from another spec) is rebuilt.
 Configs refer to the artefacts as demo://sft, demo://aligned, demo://reward_model, demo://prompts.
 """
