@@ -1,7 +1,7 @@
 """raysweep command line: parse, validate, call one library function. Bad input exits 2, one line.
 
     raysweep sweep configs/demo.yaml [key=value ...]
-    raysweep merge configs/ama_partwise.yaml --out out/ama [--force]
+    raysweep merge configs/ama_partwise.yaml [key=value ...] --out out/ama [--force]
     raysweep summary runs/demo [--metric task_reward]
     raysweep demo [--seed 0] [--root DIR]
 """
@@ -28,7 +28,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from raysweep.merge.materialise import run_merge
 
-    out = run_merge(args.recipe, args.out, force=args.force)
+    out = run_merge(args.recipe, args.out, force=args.force, overrides=args.overrides)
     print(f"wrote {out}")
     return 0
 
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sweep)
     p = sub.add_parser("merge", help="materialise one merged HF checkpoint")
     p.add_argument("recipe")
+    p.add_argument("overrides", nargs="*", help="key.path=value overrides (values parsed as YAML)")
     p.add_argument("--out", "-o", required=True)
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=_merge)
