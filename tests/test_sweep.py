@@ -18,7 +18,7 @@ from raysweep.sweep.evaluator import Evaluator
 from raysweep.sweep.spec import SweepSpec
 
 
-def _config(models: dict[str, Path], prompts: Path, out: Path, **extra) -> dict:
+def _config(models: dict[str, Path], prompts: Path, out: Path | str, **extra) -> dict:
     config = {
         "name": "tiny",
         "output_dir": str(out),
@@ -103,8 +103,11 @@ def test_evaluator_remerges_in_place_and_scores(tiny_llama_pair, prompts_file, t
 
 
 @pytest.mark.slow
-def test_cli_sweep_end_to_end_on_ray_tune(ray_session, tiny_llama_pair, prompts_file, tmp_path, capsys):
-    config = _config(tiny_llama_pair, prompts_file, tmp_path / "runs", rungs=[3, 6])
+def test_cli_sweep_end_to_end_on_ray_tune(
+    ray_session, tiny_llama_pair, prompts_file, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a relative output_dir is the driver's, not the trial actor's
+    config = _config(tiny_llama_pair, prompts_file, "runs", rungs=[3, 6])
     assert main(["sweep", str(_write(tmp_path, config)), "search.grid.alpha=[0.0, 0.5, 1.0]"]) == 0
     run = str(tmp_path / "runs" / "tiny")
     trials = read_table(run, "trials").to_pylist()

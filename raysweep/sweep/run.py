@@ -57,6 +57,8 @@ def run_sweep(spec: SweepSpec, prompts: PromptSet, log: Callable[[str], None] = 
 
     Returns the final-rung trial rows, best first (also printed, and written to best.json).
     """
+    if "://" not in spec.output_dir:  # trial actors run in their own working directories
+        spec = spec.model_copy(update={"output_dir": str(Path(spec.output_dir).resolve())})
     _init_ray(spec)
     run_dir = spec.run_dir
     params = spec.trial_params()
@@ -66,7 +68,6 @@ def run_sweep(spec: SweepSpec, prompts: PromptSet, log: Callable[[str], None] = 
         tune.with_parameters(SweepTrial, spec_json=spec.model_dump_json(), prompts=prompts),
         {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial},
     )
-    storage = run_dir if "://" in run_dir else str(Path(run_dir).resolve())
     tuner = tune.Tuner(
         trainable,
         param_space={"params": tune.grid_search(params)},
@@ -76,7 +77,7 @@ def run_sweep(spec: SweepSpec, prompts: PromptSet, log: Callable[[str], None] = 
         ),
         run_config=tune.RunConfig(
             name="tune",
-            storage_path=storage,
+            storage_path=run_dir,
             verbose=0,
             callbacks=[_Progress(spec.search.metric, len(params), log)],
         ),
