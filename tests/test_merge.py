@@ -292,6 +292,62 @@ def test_engine_accepts_loaded_tensors_and_fp32_copies(zoo):
         assert same_bits(outs[0][name], outs[1][name]) and same_bits(outs[0][name], outs[2][name])
 
 
+@pytest.mark.parametrize("case", ["expo", "expo_blocks", "partwise", "soup"])
+@pytest.mark.parametrize("dtype,tie", [(torch.bfloat16, False), (torch.float32, True)])
+def test_engine_flat_targets_runs(zoo, monkeypatch, case, dtype, tie):
+    """allocate_targets: views of one buffer; adjacent tensors with equal coefficients merge in one
+    kernel call, and the result is bit-identical to per-tensor targets (and to the reference)."""
+    import raysweep.merge.engine as engine
+
+    recipe = parse_recipe(recipe_cases(zoo[(dtype, tie)])[case], case)
+    merger = InPlaceMerger(recipe_sources(recipe))
+    table = compile_recipe(recipe, merger.num_layers)
+    flat = merger.allocate_targets()
+    ptrs = sorted(t.data_ptr() for t in flat.values())
+    assert len({t.untyped_storage().data_ptr() for t in flat.values()}) == 1
+    assert ptrs[-1] - ptrs[0] < sum(t.numel() * t.element_size() for t in flat.values())
+    calls = []
+    real = engine.combine_into
+    monkeypatch.setattr(engine, "combine_into", lambda out, *a, **k: calls.append(out.numel()) or real(out, *a, **k))
+    for t in flat.values():
+        t.fill_(float("nan"))
+    merger.apply(table, flat)
+    distinct = {table.for_group(merger.group(n)) for n in merger.names}
+    sharded = dtype == torch.float32 and tie  # runs also break at shard boundaries
+    if len(distinct) == 1 and not sharded:
+        assert calls == [sum(t.numel() for t in flat.values())]  # the whole model, one call
+    assert len(distinct) <= len(calls) < len(merger.names)
+    separate = {n: torch.empty_like(t) for n, t in flat.items()}
+    calls.clear()
+    merger.apply(table, separate)
+    assert len(calls) == len(merger.names)
+    indexes = {role: open_checkpoint(p) for role, p in recipe_sources(recipe).items()}
+    for name in merger.names:
+        assert same_bits(flat[name], separate[name]), name
+        expect = reference([indexes[r].tensor(name) for r in table.sources], table.for_group(merger.group(name)), dtype)
+        assert same_bits(flat[name], expect), name
+
+
+def test_engine_flat_targets_other_order_and_dtype(zoo):
+    """Targets in one buffer but in another order than the sources, or another dtype: no false
+    runs, still exact."""
+    models = zoo[(torch.bfloat16, False)]
+    merger = InPlaceMerger({"aligned": models["m1"], "sft": models["m0"]})
+    table = compile_recipe(parse_recipe({"method": "expo", "models": {"sft": "s", "aligned": "a"}}, "r"), 4)
+    shapes = merger.indexes["aligned"]
+    sizes = [shapes.info(n).nbytes // 2 for n in reversed(merger.layout)]
+    buffer = torch.full((sum(sizes),), float("nan"), dtype=torch.bfloat16)
+    backwards = {n: v.view(shapes.shape(n)) for n, v in zip(reversed(merger.layout), buffer.split(sizes))}
+    merger.apply(table, backwards)
+    fp32 = merger.allocate_targets(torch.float32)
+    merger.apply(table, fp32)
+    for name in merger.names:
+        inputs = [merger.indexes[r].tensor(name) for r in table.sources]
+        coeffs = table.for_group(merger.group(name))
+        assert same_bits(backwards[name], reference(inputs, coeffs, torch.bfloat16)), name
+        assert same_bits(fp32[name], reference(inputs, coeffs, torch.float32)), name
+
+
 def test_engine_bad_input(zoo, tmp_path):
     models = zoo[(torch.float32, False)]
     index = open_checkpoint(models["m1"])
