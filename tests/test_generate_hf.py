@@ -147,6 +147,34 @@ def test_weight_target_writes_are_live(lively_pair):
     assert _ids(backend.generate(PROMPTS, GREEDY)) == expected
 
 
+def test_weight_targets_one_flat_buffer_merged_in_runs(lively_pair, monkeypatch):
+    """Parameters are repacked as views of one buffer in the checkpoint's order, still tied; an
+    in-place merge over them is one kernel call per run of equal coefficients, and live."""
+    import raysweep.merge.engine as engine
+    from raysweep.merge.coefficients import CoefficientTable
+    from raysweep.merge.engine import InPlaceMerger
+
+    backend = make_backend(GenerationSpec(), lively_pair["sft"])
+    before = _ids(backend.generate(PROMPTS, GREEDY))
+    targets = backend.weight_targets()
+    assert len({t.untyped_storage().data_ptr() for t in targets.values()}) == 1
+    params = dict(backend.model.named_parameters())
+    assert all(params[n].data_ptr() == t.data_ptr() for n, t in targets.items())
+    assert backend.model.lm_head.weight is backend.model.model.embed_tokens.weight
+    assert _ids(backend.generate(PROMPTS, GREEDY)) == before  # repacking kept the values
+
+    merger = InPlaceMerger({"aligned": lively_pair["aligned"], "sft": lively_pair["sft"]}, fused=False)
+    calls = []
+    real = engine.combine_into
+    monkeypatch.setattr(engine, "combine_into", lambda *a, **k: calls.append(1) or real(*a, **k))
+    groups = {merger.group(n) for n in merger.names}
+    merger.apply(CoefficientTable(("aligned", "sft"), {g: (1.0, 0.0) for g in groups}), targets)
+    assert len(calls) == 1  # one file, one layout, one coefficient pair: the whole model at once
+    backend.commit_weights()
+    aligned = make_backend(GenerationSpec(), lively_pair["aligned"])
+    assert _ids(backend.generate(PROMPTS, GREEDY)) == _ids(aligned.generate(PROMPTS, GREEDY))
+
+
 def test_unknown_backend_lists_valid_names(tiny_llama_pair):
     with pytest.raises(ConfigError, match="unknown backend 'tgi'; valid: transformers, vllm"):
         validate(GenerationSpec, {"backend": "tgi"}, "cfg.yaml")

@@ -1,7 +1,9 @@
 """transformers backend: batched `generate` with left padding on CPU or one GPU.
 
 The live model's parameters are the merge targets, so a merge writes straight into the weights the
-next `generate` uses; there is nothing to push.
+next `generate` uses; there is nothing to push. On first use they are repacked as views of ONE flat
+buffer in the checkpoint's file order (tied weights stay one Parameter), so a merge engine whose
+sources share that layout covers many tensors per kernel call instead of one call per tensor.
 """
 from __future__ import annotations
 
@@ -76,8 +78,29 @@ class TransformersBackend:
                         f"{tuple(live[name].shape)} in the model"
                     )
                 targets[name] = live[name]
-            self._targets = targets
+            order = sorted(index.names, key=lambda n: (str(index.info(n).file), index.info(n).start))
+            self._targets = self._pack({n: targets[n] for n in order}) or targets
         return self._targets
+
+    def _pack(self, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        """Move the parameters behind `targets` (in that order) into one flat buffer; return the new
+        views, or None (parameters left as they are) if they are not all parameters of one dtype
+        and device, or a GPU lacks room for the transient second copy."""
+        params = dict(self.model.named_parameters(remove_duplicate=False))
+        if any(n not in params for n in targets) or len({(t.dtype, t.device) for t in targets.values()}) != 1:
+            return None
+        first = next(iter(targets.values()))
+        sizes = [t.numel() for t in targets.values()]
+        if first.device.type == "cuda" and torch.cuda.mem_get_info(first.device)[0] < 2 * sum(sizes) * first.element_size():
+            return None
+        flat = torch.empty(sum(sizes), dtype=first.dtype, device=first.device)
+        packed = {}
+        for (name, old), view in zip(targets.items(), flat.split(sizes)):
+            view = view.view(old.shape)
+            view.copy_(old)
+            params[name].data = view  # a tied Parameter is one object: its other names follow
+            packed[name] = view
+        return packed
 
     def commit_weights(self) -> None:
         """Writes into `weight_targets()` are already live; only make sure of eval mode."""
