@@ -2,13 +2,15 @@
 
     raysweep sweep configs/demo.yaml [key=value ...]
     raysweep merge configs/ama_partwise.yaml [key=value ...] --out out/ama [--force]
-    raysweep summary runs/demo [--metric task_reward]
+    raysweep summary runs/demo [--metric reward]
     raysweep demo [--seed 0] [--root DIR]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from raysweep.config import ConfigError
 
@@ -37,7 +39,11 @@ def _summary(args: argparse.Namespace) -> int:
     from raysweep.sweep.run import summarize_run
     from raysweep.sweep.summary import format_summary
 
-    print(format_summary(summarize_run(args.run_dir, args.metric, args.mode), args.metric))
+    metric, mode = args.metric, args.mode
+    if metric is None:  # the run's own ranking metric, from the spec it was run with
+        search = json.loads(Path(args.run_dir, "spec.json").read_text())["search"]
+        metric, mode = search["metric"], search["mode"]
+    print(format_summary(summarize_run(args.run_dir, metric, mode), metric))
     return 0
 
 
@@ -64,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_merge)
     p = sub.add_parser("summary", help="print a finished run's ranked trial table")
     p.add_argument("run_dir")
-    p.add_argument("--metric", default="reward")
+    p.add_argument("--metric", default=None, help="default: the run's search.metric")
     p.add_argument("--mode", choices=["max", "min"], default="max")
     p.set_defaults(func=_summary)
     p = sub.add_parser("demo", help="build (or reuse) the offline demo world")

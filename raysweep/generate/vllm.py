@@ -24,6 +24,18 @@ from raysweep.generate.vllm_worker import pack_tensor
 EXTENSION = "raysweep.generate.vllm_worker.WeightSwapExtension"  # vLLM wants a dotted path
 
 
+def _staging(index, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Copies of the checkpoint's tensors in `dtype`, as views of ONE flat CPU buffer in the
+    file's order, so a merge engine whose sources share that layout covers many tensors per call."""
+    order = sorted(index.names, key=lambda n: (str(index.info(n).file), index.info(n).start))
+    sizes = [index.tensor(n).numel() for n in order]
+    views = dict(zip(order, torch.empty(sum(sizes), dtype=dtype).split(sizes)))
+    for name in order:
+        views[name] = views[name].view(index.shape(name))
+        views[name].copy_(index.tensor(name))
+    return {name: views[name] for name in index.names}
+
+
 class VLLMBackend:
     """`vllm.LLM` plus CPU staging tensors that merges write into (checkpoint names, engine dtype)."""
 
@@ -39,8 +51,7 @@ class VLLMBackend:
         self.context = context_length(config, spec.max_model_len, self.model_dir)
         self.llm = self._start_engine()
         dtype = self.llm.collective_rpc("raysweep_weight_dtype")[0]
-        index = open_checkpoint(self.model_dir)  # the engine holds these weights now
-        self._staging = {name: index.tensor(name).to(getattr(torch, dtype), copy=True) for name in index.names}
+        self._staging = _staging(open_checkpoint(self.model_dir), getattr(torch, dtype))
 
     def _start_engine(self):
         # Read by vLLM when the engine starts. vLLM caches its env vars once an engine has started
@@ -81,8 +92,10 @@ class VLLMBackend:
             raise RuntimeError("vLLM refused to reset its prefix cache after a weight swap")
 
     def generate(self, prompts: list[str], sampling: SamplingSpec) -> list[Generation]:
-        """`sampling.n` responses per prompt, prompt-major. Each request is seeded with
-        `sampling.seed` (vLLM gives its n children seed + i), so results do not depend on history."""
+        """`sampling.n` responses per prompt, prompt-major. The workers' RNG is reseeded with
+        `sampling.seed` before every call (see WeightSwapExtension.raysweep_seed for why not
+        per-request seeds), so the same prompts, weights and seed give the same responses
+        whatever was generated before."""
         from vllm import SamplingParams
 
         encoded = encode_prompts(self.tokenizer, prompts, sampling, prompt_budget(self.context, sampling))
@@ -91,10 +104,10 @@ class VLLMBackend:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             max_tokens=sampling.max_new_tokens,
-            seed=sampling.seed,
             detokenize=False,  # decoded below with the same tokenizer call as the HF backend
         )
         requests = [{"prompt_token_ids": ids} for ids, _ in encoded]
+        self.llm.collective_rpc("raysweep_seed", args=(sampling.seed,))
         results = self.llm.generate(requests, params, use_tqdm=False)
         out = []
         for p, result in enumerate(results):

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 _SKIP = {"run", "tune_trial_id", "params_json", "status", "error", "finished_at", "backend", "method",
          "temperature", "top_p", "max_new_tokens", "actor_setup_s", "rung", "num_prompts", "seed",
-         "num_samples", "truncated_prompts"}
+         "num_samples", "truncated_prompts", "actor_pid", "actor_config_index"}
 
 
 def final_rows(trials: pa.Table, metric: str, mode: str = "max") -> list[dict[str, Any]]:
@@ -45,11 +45,12 @@ def format_summary(rows: list[dict[str, Any]], metric: str) -> str:
     if not rows:
         return "no finished trials"
     params = sorted({k for r in rows for k in r if k.startswith("param_")})
-    scores = sorted({k for r in rows for k in r if f"{k}_ci_low" in r and k != metric})
+    scores = sorted({k for r in rows for k in r if f"{k}_ci_low" in r and k != metric
+                     and not k.endswith("_truncated")})  # a truncation share is not a score
     timings = ["merge_s", "load_s", "generate_s", "score_s"]
-    extra = sorted({k for r in rows for k in r} - _SKIP - set(params) - set(scores) - set(timings)
-                   - {metric, "trial", "response_tokens", "finished_rate"}
-                   - {k for k in rows[0] if k.endswith(("_ci_low", "_ci_high"))})
+    extra = sorted({k for r in rows for k in r if not k.endswith(("_ci_low", "_ci_high", "_truncated"))}
+                   - _SKIP - set(params) - set(scores) - set(timings)
+                   - {metric, "trial", "response_tokens", "finished_rate"})
     headers = ([p.removeprefix("param_") for p in params] + [metric] + scores + extra
                + ["tokens", "finished", *timings, "status"])
     table = [headers]
@@ -58,7 +59,7 @@ def format_summary(rows: list[dict[str, Any]], metric: str) -> str:
             [_cell(row, p) for p in params] + [_cell(row, metric)] + [_cell(row, s) for s in scores]
             + [_cell(row, e) for e in extra]
             + [_cell(row, "response_tokens"), _cell(row, "finished_rate")]
-            + [f"{row[t]:.2f}" if isinstance(row.get(t), float) else "-" for t in timings]
+            + [f"{row[t]:.3f}" if isinstance(row.get(t), float) else "-" for t in timings]
             + [str(row.get("status"))]
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
