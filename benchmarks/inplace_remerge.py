@@ -11,8 +11,9 @@ tensor, like a model's own parameters: one kernel call per tensor) and "flat"
 with equal coefficients merge in one call). Kernels: eager chunked on memory-mapped bf16 sources,
 eager on preconverted fp32 copies (fp32_sources=True, 2x the sources' memory), and the fused
 compiled kernel (compile time reported apart). Copies and the fused kernel run with torch's thread
-count and with 1 thread (a busy machine can make OpenMP threads much slower than one); the eager
-kernel always runs single-threaded. Ratios are against the fastest copy.
+count and with 1 thread (InPlaceMerger's `threads`; a busy machine can make OpenMP threads much
+slower than one); the eager kernel runs with the merger's default, 1 thread. Ratios are against the
+fastest copy.
 """
 from __future__ import annotations
 
@@ -76,12 +77,12 @@ def main() -> None:
             target.copy_(sources[name])
 
     fp32 = InPlaceMerger(sources_, fp32_sources=True, fused=False)
-    fused = InPlaceMerger(sources_, fused=True)
-    t = time.perf_counter()
-    fused.apply(table, separate)
-    fused.apply(table, flat)
-    compile_s = time.perf_counter() - t
     n_threads = sorted({torch.get_num_threads(), 1}, reverse=True)
+    fused = {n: InPlaceMerger(sources_, fused=True, threads=n) for n in n_threads}
+    t = time.perf_counter()
+    fused[1].apply(table, separate)
+    fused[1].apply(table, flat)
+    compile_s = time.perf_counter() - t
     copies = {}
     for n in n_threads:
         copies[f"copy_ per tensor, {n} thr"] = threads(n, copy)
@@ -92,8 +93,8 @@ def main() -> None:
         "eager, fp32 copies, flat": lambda: fp32.apply(table, flat),
     }
     for n in n_threads:
-        merges[f"fused, {n} thr, separate"] = threads(n, lambda: fused.apply(table, separate))
-        merges[f"fused, {n} thr, flat"] = threads(n, lambda: fused.apply(table, flat))
+        merges[f"fused, {n} thr, separate"] = lambda m=fused[n]: m.apply(table, separate)
+        merges[f"fused, {n} thr, flat"] = lambda m=fused[n]: m.apply(table, flat)
     timings = timed_rounds({**copies, **merges}, args.repeats)
     rows = list(timings.items())
     base = min(timings[label] for label in copies)

@@ -16,12 +16,16 @@ separate allocations (e.g. a model's own parameters) still work, one call per te
 `fused` picks kernel.py's compiled kernel (about a memory copy's cost per apply, ~30 s to compile
 once per process on first use). Default (None): fused when the sources hold more than
 FUSED_MIN_BYTES and a C++ compiler is present, i.e. when the compile cost is repaid in a few trials.
-Threads: the eager kernel runs single-threaded (kernel.one_thread: OpenMP waits under load cost
-10x); the fused one keeps torch's setting (its loops are long enough to split).
+Threads (`threads`, default 1): both kernels run single-threaded unless told otherwise. On a
+shared machine every parallel region waits for its slowest, possibly descheduled, OpenMP worker.
+benchmarks/inplace_remerge.py, 6 runs on a 2-core box shared with other jobs, ratio to the fastest
+copy: fused over per-tensor targets at 2 threads 33-44x in 3 runs (up to 1.35 s), 2.1-2.8x
+otherwise, vs 2.2-3.3x always with 1 thread; fused over flat targets (one parallel region) median
+1.59x with 1 thread (1.40-2.34) and 1.68x with 2 (1.21-1.96). `threads=None` keeps torch's setting:
+for a dedicated many-core host, where one thread cannot saturate memory bandwidth.
 """
 from __future__ import annotations
 
-import contextlib
 import mmap
 import shutil
 from collections.abc import Mapping
@@ -32,7 +36,7 @@ import torch
 from raysweep.checkpoints import CheckpointIndex, check_compatible, open_checkpoint
 from raysweep.config import ConfigError
 from raysweep.merge.coefficients import CoefficientTable
-from raysweep.merge.kernel import Scratch, combine_into, one_thread
+from raysweep.merge.kernel import Scratch, combine_into, torch_threads
 
 Source = str | Path | CheckpointIndex | Mapping[str, torch.Tensor]
 FUSED_MIN_BYTES = 512 * 2**20
@@ -105,7 +109,7 @@ class InPlaceMerger:
 
     def __init__(
         self, sources: Mapping[str, Source], *, fp32_sources: bool = False,
-        check_values: bool = True, fused: bool | None = None,
+        check_values: bool = True, fused: bool | None = None, threads: int | None = 1,
     ) -> None:
         self.indexes = open_sources(sources)
         self.roles = list(self.indexes)
@@ -133,6 +137,7 @@ class InPlaceMerger:
             nbytes = sum(t.numel() * t.element_size() for ts in self._tensors.values() for t in ts.values())
             fused = nbytes > FUSED_MIN_BYTES and shutil.which("g++") is not None
         self.fused = fused
+        self.threads = threads
 
     def group(self, name: str) -> str:
         """Group of a source tensor name or tied alias ("embed", "layer.<i>", ...)."""
@@ -203,7 +208,7 @@ class InPlaceMerger:
         work.sort(key=lambda item: _address(item[0]))
         srcs = [self._tensors[r] for r in table.sources]
         coeffs = {g: table.for_group(g) for g in {self._groups[n] for _, n in work}}
-        with torch.no_grad(), (contextlib.nullcontext() if self.fused else one_thread()):
+        with torch.no_grad(), torch_threads(self.threads):
             start = 0
             for i in range(1, len(work) + 1):
                 if i < len(work) and self._extends(work[i - 1], work[i], srcs, coeffs):

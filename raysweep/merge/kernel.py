@@ -29,22 +29,27 @@ CHUNK = 1 << 18  # elements; 2 fp32 scratch chunks = 2 MiB, fits L2/L3 on curren
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with torch's intra-op thread count set to `n` (None: leave it), restored after."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_thread():
     """Run the eager kernel single-threaded (restoring torch's thread count after).
 
     Its ops are small (one cache-sized chunk each), so intra-op threads buy little, and on a busy
     machine every op waits for a descheduled OpenMP worker: measured on a 2-core box under load,
     a 150M-parameter bf16 merge took 13.8 s with 2 threads and 1.1 s with 1.
     """
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+    return torch_threads(1)
 
 
 class Scratch:
