@@ -56,6 +56,8 @@ def expo(pair, alpha: float) -> dict[str, torch.Tensor]:
 def _write(backend, weights):
     targets = backend.weight_targets()
     assert set(targets) == set(weights)
+    # both backends hand out views of one flat buffer, so a merge engine can span many tensors
+    assert len({t.untyped_storage().data_ptr() for t in targets.values()}) == 1
     for name, tensor in weights.items():
         targets[name].copy_(tensor)
     backend.commit_weights()
