@@ -1,6 +1,6 @@
 """Ray job entrypoint for one merge: the same path as `raysweep merge`.
 
-    ray job submit --working-dir . -- python jobs/merge.py configs/ama_partwise.yaml --out s3://b/ama
+    ray job submit --working-dir . -- python jobs/merge.py configs/ama_partwise.yaml --out out/ama
 """
 import sys
 

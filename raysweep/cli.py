@@ -1,6 +1,6 @@
 """raysweep command line: parse, validate, call one library function. Bad input exits 2, one line.
 
-    raysweep sweep configs/demo.yaml [key=value ...]
+    raysweep sweep configs/demo.yaml [key=value ...] [--force]
     raysweep merge configs/ama_partwise.yaml [key=value ...] --out out/ama [--force]
     raysweep summary runs/demo [--metric reward]
     raysweep demo [--seed 0] [--root DIR]
@@ -8,18 +8,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from raysweep.config import ConfigError
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from raysweep.sweep.preflight import load_spec, preflight
+    from raysweep.sweep.preflight import load_spec, preflight, prepare_run_dir
 
     spec = load_spec(args.config, args.overrides)
     prompts = preflight(spec)
+    prepare_run_dir(spec, force=args.force)
     from raysweep.sweep.run import run_sweep
 
     rows = run_sweep(spec, prompts)
@@ -36,13 +35,16 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from raysweep.results import join, read_json
     from raysweep.sweep.run import summarize_run
     from raysweep.sweep.summary import format_summary
 
     metric, mode = args.metric, args.mode
     if metric is None:  # the run's own ranking metric, from the spec it was run with
-        search = json.loads(Path(args.run_dir, "spec.json").read_text())["search"]
-        metric, mode = search["metric"], search["mode"]
+        spec = read_json(join(args.run_dir, "spec.json"))
+        if spec is None:
+            raise ConfigError(f"{args.run_dir}: no spec.json (not a run folder?); pass --metric")
+        metric, mode = spec["search"]["metric"], spec["search"]["mode"]
     print(format_summary(summarize_run(args.run_dir, metric, mode), metric))
     return 0
 
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="search merge coefficients with Ray Tune")
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides (values parsed as YAML)")
+    p.add_argument("--force", action="store_true", help="replace a run folder of another config")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("merge", help="materialise one merged HF checkpoint")
     p.add_argument("recipe")

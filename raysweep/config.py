@@ -93,6 +93,8 @@ def validate(spec_cls: type[SpecT], data: dict, source: str) -> SpecT:
         return spec_cls.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    except (TypeError, AttributeError) as err:  # a validator met a value of a shape it cannot read
+        raise ConfigError(f"{source}: invalid value: {err}") from None
 
 
 def load(spec_cls: type[SpecT], path: str | Path, overrides: list[str] | None = None) -> SpecT:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -47,18 +47,25 @@ def table_path(run_dir: str, table: str, key: str, rung: int) -> str:
     return join(run_dir, table, key, f"rung-{rung:03d}.parquet")
 
 
-def write_rows(rows: list[dict[str, Any]], path: str) -> None:
-    """Write rows as one Parquet file at `path`: temp name in the same folder, then rename."""
+def _atomic_write(path: str, write: Callable[[pafs.FileSystem, str], None]) -> None:
+    """Write via `write(fs, temp_path)` to a temp name in the target folder, then rename over `path`."""
     fs, target = _filesystem(path)
     folder = target.rsplit("/", 1)[0]
     fs.create_dir(folder, recursive=True)
-    temp = f"{folder}/.tmp-{uuid.uuid4().hex}.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), temp, filesystem=fs)
+    temp = f"{folder}/.tmp-{uuid.uuid4().hex}"
     try:
+        write(fs, temp)
         fs.move(temp, target)
-    except Exception:
-        fs.delete_file(temp)
+    except BaseException:
+        if fs.get_file_info(temp).type != pafs.FileType.NotFound:
+            fs.delete_file(temp)
         raise
+
+
+def write_rows(rows: list[dict[str, Any]], path: str) -> None:
+    """Write rows as one Parquet file at `path` (temp name in the same folder, then rename)."""
+    _atomic_write(path, lambda fs, temp: pq.write_table(pa.Table.from_pylist(rows), temp,
+                                                        filesystem=fs))
 
 
 def read_table(run_dir: str, table: str) -> pa.Table:
@@ -81,10 +88,26 @@ def read_table(run_dir: str, table: str) -> pa.Table:
 
 def write_json(obj: Any, path: str) -> None:
     """Small JSON sidecar (best config, run spec), also written via temp name + rename."""
+    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+
+    def write(fs: pafs.FileSystem, temp: str) -> None:
+        with fs.open_output_stream(temp) as out:
+            out.write(data)
+
+    _atomic_write(path, write)
+
+
+def read_json(path: str) -> Any | None:
+    """A JSON sidecar, or None if there is none."""
     fs, target = _filesystem(path)
-    folder = target.rsplit("/", 1)[0]
-    fs.create_dir(folder, recursive=True)
-    temp = f"{folder}/.tmp-{uuid.uuid4().hex}.json"
-    with fs.open_output_stream(temp) as out:
-        out.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
-    fs.move(temp, target)
+    if fs.get_file_info(target).type == pafs.FileType.NotFound:
+        return None
+    with fs.open_input_stream(target) as src:
+        return json.loads(src.read())
+
+
+def remove_run(run_dir: str) -> None:
+    """Delete a run folder (local or remote), for `raysweep sweep --force`."""
+    fs, root = _filesystem(run_dir)
+    if fs.get_file_info(root).type != pafs.FileType.NotFound:
+        fs.delete_dir(root)

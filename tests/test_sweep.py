@@ -13,7 +13,7 @@ from raysweep.cli import main
 from raysweep.config import ConfigError, validate
 from raysweep.demo.task import split_triples
 from raysweep.prompts import load_prompts
-from raysweep.results import read_table
+from raysweep.results import read_table, trial_key
 from raysweep.sweep.evaluator import Evaluator
 from raysweep.sweep.spec import SweepSpec
 
@@ -64,6 +64,16 @@ def test_reference_source_must_be_a_recipe_role(tiny_llama_pair, prompts_file, t
     config = _config(tiny_llama_pair, prompts_file, tmp_path, references={"source": "base"})
     with pytest.raises(ConfigError, match="references.source: 'base' is not one of"):
         validate(SweepSpec, config, "sweep.yaml")
+
+
+def test_grid_values_are_normalized_so_equal_configs_share_a_key(
+    tiny_llama_pair, prompts_file, tmp_path
+):
+    config = _config(tiny_llama_pair, prompts_file, tmp_path)
+    config["search"]["grid"] = {"alpha": [1, 1.0, 0.5]}
+    params = validate(SweepSpec, config, "sweep.yaml").trial_params()
+    assert [trial_key(p) for p in params][0] == trial_key(params[1])
+    assert params[0] == {"alpha": 1.0}
 
 
 def test_trial_params_cover_the_grid(tiny_llama_pair, prompts_file, tmp_path):
@@ -126,8 +136,14 @@ def test_cli_sweep_end_to_end_on_ray_tune(
     out = capsys.readouterr().out
     assert "task_reward" in out and "alpha" in out
     # a re-run of the same config overwrites its rows instead of duplicating them
-    assert main(["sweep", str(_write(tmp_path, config)), "search.grid.alpha=[0.5]"]) == 0
+    assert main(["sweep", str(_write(tmp_path, config)), "search.grid.alpha=[0.0, 0.5, 1]"]) == 0
     assert len(read_table(run, "trials").to_pylist()) == 6
+    # another config may not mix into this run's table, unless --force replaces the run
+    capsys.readouterr()
+    assert main(["sweep", str(_write(tmp_path, config)), "search.grid.alpha=[0.5]"]) == 2
+    assert "holds a run of a different config" in capsys.readouterr().err
+    assert main(["sweep", str(_write(tmp_path, config)), "search.grid.alpha=[0.5]", "--force"]) == 0
+    assert sorted(r["param_alpha"] for r in read_table(run, "trials").to_pylist()) == [0.5, 0.5]
 
 
 @pytest.mark.parametrize(
@@ -138,6 +154,8 @@ def test_cli_sweep_end_to_end_on_ray_tune(
         (lambda c: c["recipe"]["models"].update(sft="/nonexistent/sft"),
          "recipe.models.sft: model folder not found: /nonexistent/sft"),
         (lambda c: c.update(scorers=[{"name": "bleu"}]), "bleu"),
+        (lambda c: c["search"].update(grid={"block_alphas": [[0.1, 0.2, 0.3]]}),
+         "search.grid {'block_alphas': [0.1, 0.2, 0.3]}"),  # 3 blocks, 2 layers: caught before Ray
     ],
 )
 def test_cli_bad_config_exits_2_with_one_line_and_writes_nothing(
@@ -149,3 +167,8 @@ def test_cli_bad_config_exits_2_with_one_line_and_writes_nothing(
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_summary_of_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "no spec.json" in capsys.readouterr().err

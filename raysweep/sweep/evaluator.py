@@ -35,6 +35,7 @@ class RungResult:
 @dataclass
 class _Accumulated:
     scores: dict[str, list[float]] = field(default_factory=dict)
+    prompt_index: list[int] = field(default_factory=list)  # of each sample, for per-prompt CIs
     tokens: list[int] = field(default_factory=list)
     finished: list[bool] = field(default_factory=list)
     truncated_prompts: int = 0
@@ -113,7 +114,7 @@ class Evaluator:
         self.timings["generate_s"] += t1 - t0
         self.timings["score_s"] += t2 - t1
         samples = self._sample_rows(generations, start, columns, rung)
-        self._accumulate(generations, columns)
+        self._accumulate(generations, columns, start)
         metrics = {**self._summary(), **benchmark_metrics, **self.timings}
         metrics["num_prompts"] = stop
         return RungResult(metrics=metrics, samples=samples, done=done)
@@ -136,8 +137,10 @@ class Evaluator:
             })
         return rows
 
-    def _accumulate(self, generations: list[Generation], columns: dict[str, list[float]]) -> None:
+    def _accumulate(self, generations: list[Generation], columns: dict[str, list[float]],
+                    start: int) -> None:
         acc = self._acc
+        acc.prompt_index.extend(start + g.prompt_index for g in generations)
         for name, values in columns.items():
             acc.scores.setdefault(name, []).extend(float(v) for v in values)
         acc.tokens.extend(g.num_tokens for g in generations)
@@ -149,7 +152,11 @@ class Evaluator:
         seed = self.spec.generation.sampling.seed
         out: dict[str, float] = {}
         for name, values in acc.scores.items():
-            mean, low, high = bootstrap_ci(values, seed=seed)
+            # samples of one prompt are correlated: resample prompts, not samples (n > 1)
+            per_prompt: dict[int, list[float]] = {}
+            for index, value in zip(acc.prompt_index, values):
+                per_prompt.setdefault(index, []).append(value)
+            mean, low, high = bootstrap_ci([sum(v) / len(v) for v in per_prompt.values()], seed=seed)
             out.update({name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high})
         out["response_tokens"] = sum(acc.tokens) / max(len(acc.tokens), 1)
         out["finished_rate"] = sum(acc.finished) / max(len(acc.finished), 1)

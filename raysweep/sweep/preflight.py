@@ -12,7 +12,8 @@ from raysweep.checkpoints import check_compatible, open_checkpoint
 from raysweep.config import ConfigError, validate
 from raysweep.merge.recipes import recipe_sources
 from raysweep.prompts import PromptSet, load_prompts
-from raysweep.sweep.spec import SweepSpec, sweep_data
+from raysweep.results import join, read_json, remove_run
+from raysweep.sweep.spec import SweepSpec, compile_trial, sweep_data
 
 DEMO_SCHEME = "demo://"
 
@@ -64,6 +65,16 @@ def preflight(spec: SweepSpec) -> PromptSet:
             raise ConfigError(f"recipe.models.{role}: model folder not found: {folder}")
     indexes = {role: open_checkpoint(folder) for role, folder in models.items()}
     check_compatible(indexes)
+    num_layers = next(iter(indexes.values())).num_layers
+    try:
+        trials = spec.trial_params()
+    except ValueError as err:
+        raise ConfigError(f"search.grid: {err}") from None
+    for params in trials:  # layer-dependent checks (pivots, block counts) for every trial
+        try:
+            compile_trial(spec, params, num_layers)
+        except (ConfigError, ValueError) as err:
+            raise ConfigError(f"search.grid {params}: {err}") from None
     scorers = [s.model_dump(mode="json") for s in spec.scorers]
     for where, value in _local_path_fields(scorers, "scorers"):
         if value and "://" not in value and not Path(value).exists():
@@ -75,3 +86,22 @@ def preflight(spec: SweepSpec) -> PromptSet:
             f"{len(prompts.prompts)}"
         )
     return prompts
+
+
+def _comparable(spec_json: dict) -> dict:
+    """What decides a run's results: everything but where it is written and how it is scheduled."""
+    return {k: v for k, v in spec_json.items() if k not in ("output_dir", "resources")}
+
+
+def prepare_run_dir(spec: SweepSpec, force: bool = False) -> None:
+    """A run folder holds one config's results: reusing it with another config is an error
+    (its old trials would mix into the new table) unless `force` deletes it first."""
+    previous = read_json(join(spec.run_dir, "spec.json"))
+    if previous is None:
+        return
+    if force:
+        remove_run(spec.run_dir)
+    elif _comparable(previous) != _comparable(spec.model_dump(mode="json")):
+        raise ConfigError(
+            f"{spec.run_dir}: holds a run of a different config; pick another name= or pass --force"
+        )

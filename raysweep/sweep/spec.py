@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from raysweep.config import ConfigError, Spec, apply_overrides, read_yaml, validate
+from raysweep.config import ConfigError, Spec, apply_overrides, read_yaml
 from raysweep.generate.spec import GenerationSpec
 from raysweep.merge.recipes import Recipe, compile_recipe, recipe_sources, revalidate
 from raysweep.prompts import PromptSetSpec
@@ -94,11 +94,16 @@ class SweepSpec(Spec):
         return f"{self.output_dir.rstrip('/')}/{self.name}"
 
     def trial_params(self) -> list[dict[str, Any]]:
-        """Every grid combination, in a deterministic order."""
+        """Every grid combination, in a deterministic order, values as the recipe validates them
+        (so `alpha: 1` and `alpha: 1.0` are one trial with one key)."""
         combos: list[dict[str, Any]] = [{}]
         for key, values in self.search.grid.items():
             combos = [{**c, key: v} for c in combos for v in values]
-        return combos
+        normalized = []
+        for combo in combos:
+            dumped = recipe_for(self.recipe, combo).model_dump(mode="json")
+            normalized.append({k: dumped.get(k, v) for k, v in combo.items()})
+        return normalized
 
 
 def recipe_for(recipe: Recipe, params: dict[str, Any], where: str = "params") -> Recipe:
@@ -112,10 +117,6 @@ def recipe_for(recipe: Recipe, params: dict[str, Any], where: str = "params") ->
 def sweep_data(path: str | Path, overrides: list[str] | None = None) -> dict:
     """The raw config mapping: YAML file plus `key=value` overrides."""
     return apply_overrides(read_yaml(path), overrides or [])
-
-
-def load_sweep_spec(path: str | Path, overrides: list[str] | None = None) -> SweepSpec:
-    return validate(SweepSpec, sweep_data(path, overrides), str(path))
 
 
 def compile_trial(spec: SweepSpec, params: dict[str, Any], num_layers: int):
