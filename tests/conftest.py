@@ -20,24 +20,10 @@ TINY_CORPUS = [
 
 
 def build_tokenizer(out_dir: Path):
-    """Byte-level BPE tokenizer trained locally (vocab 512) with <pad>, <s>, </s>."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """Byte-level BPE tokenizer (vocab 512, <pad> <s> </s>), trained locally like the demo world's."""
+    from raysweep.demo.training import build_tokenizer as train_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=["<pad>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(TINY_CORPUS, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    )
-    fast.save_pretrained(out_dir)
-    return fast
+    return train_bpe(TINY_CORPUS, out_dir)
 
 
 def build_llama(
