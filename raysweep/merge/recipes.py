@@ -181,9 +181,9 @@ RECIPES: dict[str, type[Spec]] = {
 def parse_recipe(data: dict, source: str) -> Recipe:
     """Validate a recipe mapping; a bad one is a one-line ConfigError naming the field."""
     method = data.get("method") if isinstance(data, dict) else None
-    if method not in RECIPES:
+    if not isinstance(method, str) or method not in RECIPES:
         raise ConfigError(
-            f"{source}: method: unknown merge method {method!r} (valid: {', '.join(RECIPES)})"
+            f"{source}: method: expected one of {', '.join(RECIPES)} (got {method!r})"
         )
     try:
         return RECIPES[method].model_validate(data)
@@ -208,6 +208,8 @@ def revalidate(recipe: Recipe, update: dict, source: str = "recipe") -> Recipe:
 
 def parse_split(text: str) -> dict:
     """AMA split string -> {"pivots": [...], "ratios": [...]}: "10#20|0.4|0.3|0.2"."""
+    if not isinstance(text, str):
+        raise ValueError(f"split: expected a string like '10#20|0.4|0.3|0.2' (got {text!r})")
     parts = text.strip().split("|")
     if parts and parts[0] == "split":
         parts = parts[1:]
@@ -295,10 +297,14 @@ def config_source(recipe: Recipe) -> str:
 
 
 def _check_finite(value):
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
-    for v in items if value is not None else []:
-        if not math.isfinite(v):
-            raise ValueError(f"must be a finite number (got {v!r})")
+    # format_validation_error already appends "(got X)" for a scalar input, not for a list/dict
+    if isinstance(value, (dict, list)):
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, v in pairs:
+            if not math.isfinite(v):
+                raise ValueError(f"{key}: must be a finite number (got {v!r})")
+    elif value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
     return value
 
 
