@@ -1,9 +1,9 @@
-"""Safetensors checkpoints: lazy index, tensor -> group mapping, compatibility checks, sharded writer.
+"""Safetensors checkpoints: lazy index, tensor -> group mapping, compatibility checks.
 
 `open_checkpoint(path)` reads only headers (and config.json); a tensor's bytes are read on first
 access through a private memory map (zero-copy; pages shared with the OS page cache, so several
 processes on one node that open the same files share physical memory). Pickled `.bin` checkpoints
-are never read.
+are never read. Writing lives in raysweep.checkpoint_writer.
 
 Groups (what a coefficient table is keyed by): "embed", "layer.<i>" (0-based), "final_norm",
 "lm_head". A tied lm_head (not stored, or stored while the config ties it) belongs to "embed".
@@ -11,10 +11,11 @@ Groups (what a coefficient table is keyed by): "embed", "layer.<i>" (0-based), "
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,19 +99,15 @@ def _read_header(file: Path) -> list[TensorInfo]:
             header = json.loads(fh.read(header_len))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{file}: unreadable safetensors header ({type(err).__name__})") from None
+    if not isinstance(header, dict):
+        raise ConfigError(f"{file}: invalid safetensors header (expected a JSON object)")
     base = 8 + header_len
     infos = []
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        if meta.get("dtype") not in DTYPES:
-            raise ConfigError(f"{file}: tensor {name}: unsupported dtype {meta.get('dtype')!r}")
-        dtype, shape = DTYPES[meta["dtype"]], tuple(int(d) for d in meta["shape"])
-        begin, end = (int(x) for x in meta["data_offsets"])
-        numel = 1
-        for d in shape:
-            numel *= d
-        if end - begin != numel * dtype.itemsize:
+        dtype, shape, begin, end = _header_entry(file, name, meta)
+        if end - begin != math.prod(shape) * dtype.itemsize:
             raise ConfigError(f"{file}: tensor {name}: byte range does not match shape {list(shape)}")
         if base + end > size:
             raise ConfigError(
@@ -119,6 +116,24 @@ def _read_header(file: Path) -> list[TensorInfo]:
             )
         infos.append(TensorInfo(name, dtype, shape, file, base + begin, base + end))
     return infos
+
+
+def _header_entry(file: Path, name: str, meta) -> tuple[torch.dtype, tuple[int, ...], int, int]:
+    """One header entry -> (dtype, shape, begin, end); a malformed entry is a ConfigError."""
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{file}: tensor {name}: header entry is not an object")
+    missing = [k for k in ("dtype", "shape", "data_offsets") if k not in meta]
+    if missing:
+        raise ConfigError(f"{file}: tensor {name}: header entry lacks {', '.join(missing)}")
+    if not isinstance(meta["dtype"], str) or meta["dtype"] not in DTYPES:
+        raise ConfigError(f"{file}: tensor {name}: unsupported dtype {meta['dtype']!r}")
+    shape, offsets = meta["shape"], meta["data_offsets"]
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        raise ConfigError(f"{file}: tensor {name}: shape must be a list of integers >= 0")
+    if not (isinstance(offsets, list) and len(offsets) == 2
+            and all(type(x) is int and x >= 0 for x in offsets) and offsets[0] <= offsets[1]):
+        raise ConfigError(f"{file}: tensor {name}: data_offsets must be [begin, end] with 0 <= begin <= end")
+    return DTYPES[meta["dtype"]], tuple(shape), offsets[0], offsets[1]
 
 
 class CheckpointIndex:
@@ -331,84 +346,3 @@ def _check_vocab(a: CheckpointIndex, where_a: str, b: CheckpointIndex, where_b: 
             f"vocabulary mismatch: {', '.join(bad)}: {a.shape(bad[0])[0]} tokens in {where_a} but "
             f"{b.shape(bad[0])[0]} in {where_b}"
         )
-
-
-def plan_shards(layout: Sequence[TensorInfo], max_shard_bytes: int) -> list[list[TensorInfo]]:
-    """Split tensors, in order, into shards of at most `max_shard_bytes` (a bigger tensor alone)."""
-    shards: list[list[TensorInfo]] = [[]]
-    size = 0
-    for info in layout:
-        nbytes = _nbytes(info)
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(info)
-        size += nbytes
-    return shards
-
-
-def _nbytes(info: TensorInfo) -> int:
-    numel = 1
-    for d in info.shape:
-        numel *= d
-    return numel * info.dtype.itemsize
-
-
-def _shard_header(shard: Sequence[TensorInfo], metadata: Mapping[str, str]) -> bytes:
-    header: dict = {"__metadata__": dict(metadata)}
-    offset = 0
-    for info in shard:
-        nbytes = _nbytes(info)
-        header[info.name] = {"dtype": DTYPE_NAMES[info.dtype], "shape": list(info.shape),
-                             "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # keeps every tensor 8-byte aligned in the file
-    return struct.pack("<Q", len(raw)) + raw
-
-
-def write_checkpoint(
-    tensors: Iterable[tuple[str, torch.Tensor]] | Mapping[str, torch.Tensor],
-    out_dir: str | Path,
-    *,
-    layout: Sequence[TensorInfo] | None = None,
-    max_shard_bytes: int = 5 * 2**30,
-    metadata: Mapping[str, str] | None = None,
-) -> list[Path]:
-    """Write (name, tensor) pairs as HF safetensors shards (+ index json when more than one).
-
-    With `layout` (name, dtype, shape per tensor, in the order the pairs arrive) headers are
-    written up front and each tensor's bytes go straight to disk, so memory stays at one tensor;
-    without it the pairs are collected first. Returns the shard files written.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if isinstance(tensors, Mapping):
-        tensors = tensors.items()
-    if layout is None:
-        tensors = list(tensors)
-        layout = [TensorInfo(n, t.dtype, tuple(t.shape)) for n, t in tensors]
-    shards = plan_shards(layout, max_shard_bytes)
-    names = (
-        [SINGLE_FILE] if len(shards) == 1
-        else [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-    )
-    meta = {"format": "pt", **(metadata or {})}
-    stream = iter(tensors)
-    weight_map: dict[str, str] = {}
-    for shard, fname in zip(shards, names):
-        with open(out_dir / fname, "wb") as fh:
-            fh.write(_shard_header(shard, meta))
-            for info in shard:
-                name, tensor = next(stream)
-                if name != info.name or tensor.dtype != info.dtype or tuple(tensor.shape) != info.shape:
-                    raise ValueError(f"write_checkpoint: got {name} {tensor.dtype} "
-                                     f"{list(tensor.shape)}, layout expects {info.name}")
-                if tensor.numel():
-                    fh.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
-                weight_map[info.name] = fname
-    if len(shards) > 1:
-        total = sum(_nbytes(info) for info in layout)
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (out_dir / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-    return [out_dir / n for n in names]

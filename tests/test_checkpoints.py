@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 
 import pytest
 import torch
 from conftest import build_llama
 from safetensors.torch import load_file, save_file
 
+from raysweep.checkpoint_writer import write_checkpoint
 from raysweep.checkpoints import (
     INDEX_FILE,
     CheckpointIndex,
     check_compatible,
     group_of,
     open_checkpoint,
-    write_checkpoint,
 )
 from raysweep.config import ConfigError
 
@@ -125,6 +126,37 @@ def test_truncated_file(pair, tmp_path):
     with pytest.raises(ConfigError, match="truncated safetensors file") as err:
         open_checkpoint(tmp_path / "m")
     assert str(file) in str(err.value) and "\n" not in str(err.value)
+
+
+def _write_raw(file, header: object, data: bytes = b"") -> None:
+    raw = json.dumps(header).encode()
+    file.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+@pytest.mark.parametrize(
+    "entry,pattern",
+    [
+        ({"dtype": "F32", "shape": [2]}, r"tensor w: header entry lacks data_offsets$"),
+        ({"data_offsets": [0, 8]}, r"tensor w: header entry lacks dtype, shape$"),
+        ([0, 8], r"tensor w: header entry is not an object$"),
+        ({"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}, r"tensor w: unsupported dtype \['F32'\]$"),
+        ({"dtype": "F32", "shape": "2", "data_offsets": [0, 8]}, r"tensor w: shape must be a list"),
+        ({"dtype": "F32", "shape": [2], "data_offsets": [8]}, r"tensor w: data_offsets must be \[begin, end\]"),
+        ({"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}, r"tensor w: byte range does not match"),
+    ],
+)
+def test_malformed_header_entry(tmp_path, entry, pattern):
+    file = tmp_path / "model.safetensors"
+    _write_raw(file, {"__metadata__": {"format": "pt"}, "w": entry}, bytes(8))
+    with pytest.raises(ConfigError, match=rf"^{file}: {pattern}") as err:
+        open_checkpoint(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_header_not_an_object(tmp_path):
+    _write_raw(tmp_path / "model.safetensors", ["w"])
+    with pytest.raises(ConfigError, match=r"model\.safetensors: invalid safetensors header \(expected a JSON object\)$"):
+        open_checkpoint(tmp_path)
 
 
 def test_not_a_checkpoint(tmp_path):

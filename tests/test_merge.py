@@ -10,15 +10,22 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 import torch
+import yaml
 from conftest import build_llama
 
-from raysweep.checkpoints import open_checkpoint, write_checkpoint
+from raysweep.checkpoint_writer import write_checkpoint
+from raysweep.checkpoints import open_checkpoint
 from raysweep.config import ConfigError
 from raysweep.merge.engine import InPlaceMerger
 from raysweep.merge.kernel import Scratch, combine_into
-from raysweep.merge.recipes import compile_recipe, parse_recipe, parse_split, recipe_sources, revalidate
+from raysweep.merge.recipes import (
+    compile_recipe,
+    parse_recipe,
+    parse_split,
+    recipe_sources,
+    revalidate,
+)
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 INT_VIEW = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}

@@ -120,6 +120,36 @@ def test_bad_sources_write_nothing(zoo, tmp_path, kind, pattern):  # noqa: F811
         run_merge(recipe_file, out_root / "merged")
     assert "\n" not in str(err.value)
     assert list(out_root.iterdir()) == []
+    # parent folders the merge had to create are removed again, the ones that existed are kept
+    with pytest.raises(ConfigError, match=pattern):
+        run_merge(recipe_file, out_root / "new" / "deeper" / "merged")
+    assert list(out_root.iterdir()) == []
+
+
+class _CountingTorch:
+    """Stands in for the torch module inside materialise; counts torch.empty calls."""
+
+    def __init__(self) -> None:
+        self.empty_calls = 0
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    def empty(self, *args, **kwargs):
+        self.empty_calls += 1
+        return torch.empty(*args, **kwargs)
+
+
+def test_one_output_buffer_per_dtype(zoo, tmp_path, monkeypatch):  # noqa: F811
+    import raysweep.merge.materialise as mat
+
+    counting = _CountingTorch()
+    monkeypatch.setattr(mat, "torch", counting)
+    recipe = parse_recipe(recipe_cases(zoo[(torch.bfloat16, False)])["expo"], "r")
+    out = materialise(recipe, tmp_path / "out")
+    assert len(open_checkpoint(out).names) > 10
+    assert counting.empty_calls == 1  # one largest-size buffer for the one dtype, not one per tensor
+    check_output(recipe, out)
 
 
 def test_mismatched_shapes(zoo, tmp_path):  # noqa: F811

@@ -8,6 +8,7 @@ complete checkpoint or untouched.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -16,11 +17,18 @@ from pathlib import Path
 import torch
 import yaml
 
-from raysweep.checkpoints import TensorInfo, write_checkpoint
+from raysweep.checkpoint_writer import write_checkpoint
+from raysweep.checkpoints import TensorInfo
 from raysweep.config import ConfigError, apply_overrides, read_yaml
 from raysweep.merge.engine import check_finite, open_sources
 from raysweep.merge.kernel import Scratch, combine_into, one_thread
-from raysweep.merge.recipes import Recipe, compile_recipe, config_source, parse_recipe, recipe_sources
+from raysweep.merge.recipes import (
+    Recipe,
+    compile_recipe,
+    config_source,
+    parse_recipe,
+    recipe_sources,
+)
 
 DEFAULT_SHARD_BYTES = 5 * 2**30
 # Non-weight files an HF model folder carries; copied from the recipe's config source.
@@ -49,15 +57,16 @@ def materialise(
     table = compile_recipe(recipe, primary.num_layers)
     roles = list(table.sources)
     layout = [TensorInfo(n, primary.dtype(n), primary.shape(n)) for n in primary.names]
-    largest = max((_numel(info.shape) for info in layout), default=0)
+    largest = max((math.prod(info.shape) for info in layout), default=0)
     buffers: dict[torch.dtype, torch.Tensor] = {}
     scratch = Scratch()
 
     def merged():
         for info in layout:
             sources = [indexes[r].tensor(info.name) for r in roles]
-            buf = buffers.setdefault(info.dtype, torch.empty(largest, dtype=info.dtype))
-            out = buf[: _numel(info.shape)].view(info.shape)
+            if info.dtype not in buffers:
+                buffers[info.dtype] = torch.empty(largest, dtype=info.dtype)
+            out = buffers[info.dtype][: math.prod(info.shape)].view(info.shape)
             coeffs = table.for_group(primary.group(info.name))
             # the kernel's in-cache chunk sums flag any NaN/Inf (and, rarely, a sum that merely
             # overflowed); only then the exact elementwise check runs
@@ -68,6 +77,8 @@ def materialise(
             for role in roles:
                 indexes[role].release(info.name)
 
+    # parent folders this call creates, deepest first: removed again (if still empty) on failure
+    created = [d for d in (out_dir.parent, *out_dir.parent.parents) if not d.exists()]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -81,6 +92,11 @@ def materialise(
         _replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return out_dir
 
@@ -104,13 +120,6 @@ def _blame(name, roles, sources, coeffs, indexes) -> None:
         if coeff != 0.0:
             check_finite(role, indexes[role], name, src)
     raise ConfigError(f"tensor {name}: merged values overflow the output dtype (coefficients {coeffs})")
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _copy_aux(src: Path, dst: Path, dtype: torch.dtype | None) -> None:
