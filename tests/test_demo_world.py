@@ -61,3 +61,53 @@ def test_resolve_demo_uri_rejects_unknown_names():
         resolve_demo_uri("demo://nope")
     with pytest.raises(ConfigError, match="unknown demo artefact"):
         resolve_demo_uri("s3://bucket/model")
+
+
+def test_root_with_foreign_files_is_never_wiped(tmp_path, monkeypatch):
+    def no_build(*args):
+        raise AssertionError("must not build into a foreign folder")
+
+    monkeypatch.setattr("raysweep.demo.world._build", no_build)
+    mine = tmp_path / "work"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "sft").mkdir()  # a world-like name does not make the folder a world
+    with pytest.raises(ConfigError, match=rf"^{mine}: exists and is not a demo world folder$"):
+        ensure_world(mine, quick=True, log=lambda _: None)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # no lock file beside it
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a demo world folder"):
+        ensure_world(afile, quick=True, log=lambda _: None)
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "leftovers",
+    [
+        [],  # empty folder
+        ["prompts.jsonl", "train_prompts.jsonl", "sft/", ".pairs.jsonl.tmp", ".aligned.tmp/"],  # interrupted
+        ["manifest.json", "sft/", "notes-of-a-future-version.txt"],  # a stale world's manifest
+    ],
+)
+def test_empty_half_built_or_stale_world_is_rebuilt(tmp_path, monkeypatch, leftovers):
+    built = []
+
+    def record_build(paths, *args):
+        assert list(paths.root.iterdir()) == []  # cleared before building
+        built.append(paths.root)
+
+    monkeypatch.setattr("raysweep.demo.world._build", record_build)
+    root = tmp_path / "w"
+    root.mkdir()
+    for name in leftovers:
+        if name.endswith("/"):
+            (root / name).mkdir()
+            (root / name / "model.safetensors").write_bytes(b"x")
+        elif name == "manifest.json":
+            (root / name).write_text(json.dumps({"version": "demo-v0", "seed": 0}))
+        else:
+            (root / name).write_text("partial")
+    ensure_world(root, quick=True, log=lambda _: None)
+    assert built == [root]

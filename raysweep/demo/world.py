@@ -87,6 +87,12 @@ class WorldPaths:
                    root / MANIFEST)
 
 
+# Every name a (possibly interrupted) build writes into the world folder: the artefacts and the
+# ".<name>.tmp" names _save_model / _write_jsonl / the manifest write use before renaming.
+_ARTEFACTS = [p.name for f, p in WorldPaths.at(Path("w")).__dict__.items() if f != "root"]
+_BUILD_NAMES = frozenset(_ARTEFACTS) | {f".{name}.tmp" for name in _ARTEFACTS}
+
+
 def default_root(seed: int, spec: WorldSpec) -> Path:
     """$RAYSWEEP_CACHE (or ~/.cache/raysweep) / demo-v1-seed{seed}[-{spec digest} if not default]."""
     base = Path(os.environ.get("RAYSWEEP_CACHE") or Path.home() / ".cache" / "raysweep")
@@ -101,6 +107,24 @@ def _complete(paths: WorldPaths, seed: int, spec: WorldSpec) -> bool:
         return False
     return manifest.get("version") == VERSION and manifest.get("seed") == seed \
         and manifest.get("spec") == spec.model_dump()
+
+
+def _check_clearable(root: Path) -> None:
+    """`root` may be deleted and rebuilt only if it is absent, empty, holds a demo world's
+    manifest, or holds nothing but what an interrupted build leaves; else a ConfigError (a
+    mistyped --root must never wipe a user's folder)."""
+    if not root.exists() and not root.is_symlink():
+        return
+    if root.is_dir() and not root.is_symlink():
+        try:
+            version = json.loads((root / MANIFEST).read_text()).get("version")
+        except (OSError, ValueError, AttributeError):
+            version = None
+        if isinstance(version, str) and version.startswith("demo-"):
+            return
+        if all(entry.name in _BUILD_NAMES for entry in root.iterdir()):
+            return
+    raise ConfigError(f"{root}: exists and is not a demo world folder")
 
 
 @contextmanager
@@ -280,9 +304,11 @@ def ensure_world(
     paths = WorldPaths.at(root)
     if _complete(paths, seed, spec):
         return paths
+    _check_clearable(root)  # before the lock: its file goes beside root
     with _lock(root):
         if _complete(paths, seed, spec):  # another process built it while we waited
             return paths
+        _check_clearable(root)
         if root.exists():
             log(f"[demo world] {root}: incomplete or stale, rebuilding")
             shutil.rmtree(root)
