@@ -119,3 +119,23 @@ def test_lmeval_task_loads_from_any_cwd(tmp_path, monkeypatch):
     assert len(docs) == 216
     first = json.loads(task.LMEVAL_DATA.read_text().splitlines()[0])
     assert docs[0]["context"] == first["context"] and docs[0]["label"] == first["label"]
+
+
+@pytest.mark.parametrize("module", ["raysweep.score.lmeval", "raysweep.score.registry"])
+def test_documented_lmeval_example_names_the_shipped_task(module):
+    """The docstring's `{name: lmeval, ...}` line validates and points at the real task folder."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+
+    import raysweep
+    from raysweep.demo.lmeval import TASK_DIR, TASK_NAME
+    from raysweep.score.lmeval import LMEvalSpec
+
+    doc = importlib.import_module(module).__doc__
+    line = next(s.strip() for s in doc.splitlines() if "name: lmeval" in s)
+    spec = LMEvalSpec.model_validate(yaml.safe_load(line.removeprefix("- ")))
+    repo = Path(raysweep.__file__).resolve().parent.parent
+    assert (repo / spec.include_path).resolve() == TASK_DIR.resolve()
+    assert spec.tasks == [TASK_NAME]

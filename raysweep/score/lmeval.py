@@ -1,6 +1,6 @@
 """lm-eval benchmark on the live, in-memory model: the alignment tax of a merge, measured offline.
 
-    - {name: lmeval, include_path: benchmarks/, tasks: [demo_facts], limit: 100, batch_size: 16}
+    - {name: lmeval, include_path: raysweep/demo/lmeval, tasks: [demo_facts], limit: 100, batch_size: 16}
 
 Runs the lm-evaluation-harness in-process: `HFLM(pretrained=<the live model>, tokenizer=...)`
 wraps the very model the generation backend samples from (weights merged in place, no checkpoint

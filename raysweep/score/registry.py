@@ -4,7 +4,7 @@
       - {name: reward_model, path: models/rm, batch_size: 16}
       - {name: pairrm, path: models/PairRM-hf}
       - {name: rules, rules: [{column: has_answer, kind: regex, pattern: "####\\s*\\d+"}]}
-      - {name: lmeval, include_path: benchmarks/, tasks: [demo_facts], limit: 100}
+      - {name: lmeval, include_path: raysweep/demo/lmeval, tasks: [demo_facts], limit: 100}
 
 `ScorerSpec` is the pydantic union of every registered spec class, discriminated by `name`; it is
 built on first access (spec modules keep heavy imports inside functions, so this stays cheap).
