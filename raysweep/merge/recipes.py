@@ -208,7 +208,7 @@ def revalidate(recipe: Recipe, update: dict, source: str = "recipe") -> Recipe:
 
 def parse_split(text: str) -> dict:
     """AMA split string -> {"pivots": [...], "ratios": [...]}: "10#20|0.4|0.3|0.2"."""
-    if not isinstance(text, str):
+    if not isinstance(text, str):  # ValueError: pydantic reports it as a field error, not TypeError
         raise ValueError(f"split: expected a string like '10#20|0.4|0.3|0.2' (got {text!r})")
     parts = text.strip().split("|")
     if parts and parts[0] == "split":
