@@ -246,6 +246,11 @@ class CheckpointIndex:
         if stop > start:
             self._maps[info.file].madvise(mmap.MADV_DONTNEED, start, stop - start)
 
+    def file_order(self) -> list[str]:
+        """Tensor names in on-disk order (file, then offset): the layout flat buffers follow, so a
+        merge over sources written the same way covers runs of adjacent tensors in one call."""
+        return sorted(self.names, key=lambda n: (str(self.info(n).file), self.info(n).start))
+
     def _map(self, file: Path) -> mmap.mmap:
         if file not in self._maps:
             with open(file, "rb") as fh:
@@ -253,6 +258,16 @@ class CheckpointIndex:
                 # ever reaching the file; untouched pages stay shared with the page cache.
                 self._maps[file] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
         return self._maps[file]
+
+
+def flat_views(
+    shapes: Mapping[str, Sequence[int]], dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Uninitialised tensors of the given shapes, as views of ONE new buffer in `shapes`' order."""
+    sizes = [math.prod(shape) for shape in shapes.values()]
+    buffer = torch.empty(sum(sizes), dtype=dtype, device=device)
+    return {name: view.view(tuple(shape))
+            for (name, shape), view in zip(shapes.items(), buffer.split(sizes))}
 
 
 def open_checkpoint(path: str | Path) -> CheckpointIndex:

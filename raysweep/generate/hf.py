@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from raysweep.checkpoints import open_checkpoint
+from raysweep.checkpoints import flat_views, open_checkpoint
 from raysweep.config import ConfigError
 from raysweep.generate.base import Generation, SamplingSpec
 from raysweep.generate.spec import GenerationSpec
@@ -78,8 +78,7 @@ class TransformersBackend:
                         f"{tuple(live[name].shape)} in the model"
                     )
                 targets[name] = live[name]
-            order = sorted(index.names, key=lambda n: (str(index.info(n).file), index.info(n).start))
-            self._targets = self._pack({n: targets[n] for n in order}) or targets
+            self._targets = self._pack({n: targets[n] for n in index.file_order()}) or targets
         return self._targets
 
     def _pack(self, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
@@ -93,13 +92,10 @@ class TransformersBackend:
         sizes = [t.numel() for t in targets.values()]
         if first.device.type == "cuda" and torch.cuda.mem_get_info(first.device)[0] < 2 * sum(sizes) * first.element_size():
             return None
-        flat = torch.empty(sum(sizes), dtype=first.dtype, device=first.device)
-        packed = {}
-        for (name, old), view in zip(targets.items(), flat.split(sizes)):
-            view = view.view(old.shape)
-            view.copy_(old)
+        packed = flat_views({n: t.shape for n, t in targets.items()}, first.dtype, first.device)
+        for name, view in packed.items():
+            view.copy_(targets[name])
             params[name].data = view  # a tied Parameter is one object: its other names follow
-            packed[name] = view
         return packed
 
     def commit_weights(self) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from raysweep.checkpoints import open_checkpoint
+from raysweep.checkpoints import flat_views, open_checkpoint
 from raysweep.generate.base import Generation, SamplingSpec
 from raysweep.generate.spec import GenerationSpec
 from raysweep.generate.tokens import context_length, encode_prompts, load_tokenizer, prompt_budget
@@ -27,12 +27,9 @@ EXTENSION = "raysweep.generate.vllm_worker.WeightSwapExtension"  # vLLM wants a 
 def _staging(index, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Copies of the checkpoint's tensors in `dtype`, as views of ONE flat CPU buffer in the
     file's order, so a merge engine whose sources share that layout covers many tensors per call."""
-    order = sorted(index.names, key=lambda n: (str(index.info(n).file), index.info(n).start))
-    sizes = [index.tensor(n).numel() for n in order]
-    views = dict(zip(order, torch.empty(sum(sizes), dtype=dtype).split(sizes)))
-    for name in order:
-        views[name] = views[name].view(index.shape(name))
-        views[name].copy_(index.tensor(name))
+    views = flat_views({n: index.shape(n) for n in index.file_order()}, dtype)
+    for name, view in views.items():
+        view.copy_(index.tensor(name))
     return {name: views[name] for name in index.names}
 
 

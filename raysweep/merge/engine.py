@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from raysweep.checkpoints import CheckpointIndex, check_compatible, open_checkpoint
+from raysweep.checkpoints import CheckpointIndex, check_compatible, flat_views, open_checkpoint
 from raysweep.config import ConfigError
 from raysweep.merge.coefficients import CoefficientTable
 from raysweep.merge.kernel import Scratch, combine_into, torch_threads
@@ -164,9 +164,8 @@ class InPlaceMerger:
         self, values: Mapping[str, torch.Tensor] | None, dtype: torch.dtype, device: torch.device
     ) -> dict[str, torch.Tensor]:
         """Flat views of one new buffer in `self.layout` order, filled from `values` if given."""
-        sizes = [self._tensors[self.roles[0]][n].numel() for n in self.layout]
-        buffer = torch.empty(sum(sizes), dtype=dtype, device=device)
-        out = dict(zip(self.layout, buffer.split(sizes)))
+        first = self._tensors[self.roles[0]]
+        out = flat_views({n: (first[n].numel(),) for n in self.layout}, dtype, device)
         if values is not None:
             for name, view in out.items():
                 view.copy_(values[name])
