@@ -251,6 +251,10 @@ class CheckpointIndex:
         merge over sources written the same way covers runs of adjacent tensors in one call."""
         return sorted(self.names, key=lambda n: (str(self.info(n).file), self.info(n).start))
 
+    def file_bytes(self, file: Path) -> torch.Tensor:
+        """A whole file as one uint8 tensor over the same private map `tensor` reads from."""
+        return torch.frombuffer(self._map(file), dtype=torch.uint8)
+
     def _map(self, file: Path) -> mmap.mmap:
         if file not in self._maps:
             with open(file, "rb") as fh:

@@ -26,7 +26,6 @@ for a dedicated many-core host, where one thread cannot saturate memory bandwidt
 """
 from __future__ import annotations
 
-import mmap
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,7 +64,8 @@ def check_finite(role: str, index: CheckpointIndex, name: str, tensor: torch.Ten
 def mapped_tensors(index: CheckpointIndex) -> dict[str, torch.Tensor]:
     """Every tensor of `index` as a flat view; file-backed ones are views of ONE uint8 tensor per
     file (index.tensor gives each its own storage), so neighbours in a file can be spanned by one
-    view. Private maps (ACCESS_COPY): writable for torch, never written back."""
+    view. The maps are the index's own (private, ACCESS_COPY: writable for torch, never written
+    back), so each file is mapped once per process."""
     files: dict[Path, torch.Tensor] = {}
     out = {}
     for name in index.names:
@@ -74,9 +74,7 @@ def mapped_tensors(index: CheckpointIndex) -> dict[str, torch.Tensor]:
             out[name] = index.tensor(name).reshape(-1)
             continue
         if info.file not in files:
-            with open(info.file, "rb") as fh:
-                files[info.file] = torch.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY),
-                                                    dtype=torch.uint8)
+            files[info.file] = index.file_bytes(info.file)
         out[name] = files[info.file][info.start : info.end].view(info.dtype)
     return out
 
