@@ -61,11 +61,6 @@ def group_of(name: str) -> str | None:
     return None
 
 
-def all_groups(num_layers: int) -> list[str]:
-    """Every group of a model with `num_layers` transformer layers, in depth order."""
-    return ["embed", *(f"layer.{i}" for i in range(num_layers)), "final_norm", "lm_head"]
-
-
 @dataclass(frozen=True)
 class TensorInfo:
     """Where one tensor lives: file, byte range [start, end) in it, dtype and shape."""

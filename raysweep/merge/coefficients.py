@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def all_groups(num_layers: int) -> list[str]:
+    """Every group of a model with `num_layers` transformer layers, in depth order."""
+    return ["embed", *(f"layer.{i}" for i in range(num_layers)), "final_norm", "lm_head"]
+
+
 @dataclass(frozen=True)
 class CoefficientTable:
     """Coefficients per group, one per source, in the order of `sources` (source role names)."""

@@ -19,9 +19,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from raysweep.checkpoints import all_groups
 from raysweep.config import ConfigError, Spec, format_validation_error
-from raysweep.merge.coefficients import CoefficientTable
+from raysweep.merge.coefficients import CoefficientTable, all_groups
 
 _GROUP = re.compile(r"^(embed|final_norm|lm_head|layer\.\d+)$")
 
