@@ -14,6 +14,7 @@ import torch
 
 from raysweep.checkpoints import flat_views, open_checkpoint
 from raysweep.config import ConfigError
+from raysweep.devices import resolve_device
 from raysweep.generate.base import Generation, SamplingSpec
 from raysweep.generate.spec import GenerationSpec
 from raysweep.generate.tokens import (
@@ -28,12 +29,6 @@ from raysweep.generate.tokens import (
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class TransformersBackend:
     """One `AutoModelForCausalLM` held for the backend's life; weights replaced in place."""
 
@@ -44,7 +39,7 @@ class TransformersBackend:
 
         self.model_dir = Path(model_dir)
         self.spec = spec
-        self.device = _resolve_device(spec.device)
+        self.device = resolve_device(spec.device)
         self.tokenizer = load_tokenizer(self.model_dir, spec.trust_remote_code)
         config = AutoConfig.from_pretrained(self.model_dir, trust_remote_code=spec.trust_remote_code)
         self.context = context_length(config, spec.max_model_len, self.model_dir)

@@ -91,18 +91,17 @@ class PairRMScorer:
         import torch
         from transformers import AutoTokenizer
 
+        from raysweep.devices import resolve_device
+
         self.spec = spec
         folder = Path(spec.path)
         _check_folder(folder)
         model_cls, self._tokenize_pair = import_llm_blender()
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.tokenizer.padding_side = "right"  # PairRM trims all-pad columns: they must be trailing
-        device = spec.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
+        self.device = resolve_device(spec.device)
         model = model_cls.from_pretrained(folder, dtype=getattr(torch, spec.dtype), use_safetensors=True)
-        self.model = model.to(device).eval()
+        self.model = model.to(self.device).eval()
 
     def first_minus_second(self, sources: list[str], firsts: list[str], seconds: list[str]) -> list[float]:
         """PairRM's raw logit per row: > 0 when `firsts[i]` beats `seconds[i]` for `sources[i]`."""

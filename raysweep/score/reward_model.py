@@ -40,14 +40,6 @@ class RewardModelSpec(Spec):
     trust_remote_code: bool = False
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def check_classifier_config(folder: Path, trust_remote_code: bool = False):
     """The folder's config; a ConfigError unless it declares a sequence-classification architecture."""
     from transformers import AutoConfig
@@ -73,6 +65,8 @@ class RewardModelScorer:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from raysweep.devices import resolve_device
+
         self.spec = spec
         folder = Path(spec.path)
         if not folder.is_dir():
@@ -87,7 +81,7 @@ class RewardModelScorer:
             raise ConfigError(
                 f"reward_model.path: {folder}: tokenizer has neither a pad token nor an eos token"
             )
-        self.device = _resolve_device(spec.device)
+        self.device = resolve_device(spec.device)
         model, info = AutoModelForSequenceClassification.from_pretrained(
             folder,
             dtype=getattr(torch, spec.dtype),
