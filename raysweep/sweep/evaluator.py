@@ -16,7 +16,7 @@ from typing import Any
 from raysweep.config import ConfigError
 from raysweep.generate.base import Generation
 from raysweep.generate.registry import make_backend
-from raysweep.merge.coefficients import CoefficientTable
+from raysweep.merge.coefficients import CoefficientTable, all_groups
 from raysweep.merge.engine import InPlaceMerger
 from raysweep.merge.recipes import config_source, recipe_sources
 from raysweep.prompts import PromptSet
@@ -72,7 +72,7 @@ class Evaluator:
         sources = tuple(self.merger.roles)
         role = self.spec.references.source
         one_hot = tuple(1.0 if s == role else 0.0 for s in sources)
-        groups = compile_trial(self.spec, {}, self.merger.num_layers).groups
+        groups = all_groups(self.merger.num_layers)
         self.merger.apply(CoefficientTable(sources, {g: one_hot for g in groups}), self.targets)
         self.backend.commit_weights()
         sampling = self.spec.generation.sampling.model_copy(update={"n": 1})
