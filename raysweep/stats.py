@@ -1,7 +1,8 @@
-"""Summary statistics for per-sample scores: seeded percentile-bootstrap CIs and win rates.
+"""Summary statistics for per-sample scores: seeded percentile-bootstrap CIs.
 
     mean, low, high = bootstrap_ci(rewards, confidence=0.95, resamples=2000, seed=0)
-    rate = win_rate(pairrm_wins)            # wins 1, losses 0, ties 0.5
+
+A win rate is the mean of a 1 / 0.5 / 0 column (e.g. `pairrm_win`), so it gets its CI here too.
 
 Plain numpy; the same (values, confidence, resamples, seed) always gives the same interval.
 """
@@ -49,14 +50,3 @@ def bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.percentile(means, [100.0 * alpha, 100.0 * (1.0 - alpha)])
     return float(x.mean()), float(low), float(high)
-
-
-def win_rate(wins: Iterable[float]) -> float:
-    """Mean of per-comparison outcomes in {0, 0.5, 1} (loss, tie, win): ties count half."""
-    x = np.asarray(list(wins), dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("win_rate: no comparisons")
-    bad = ~np.isin(x, (0.0, 0.5, 1.0))
-    if bad.any():
-        raise ValueError(f"win_rate: outcomes must be 0, 0.5 or 1, got {x[bad][0]!r}")
-    return float(x.mean())

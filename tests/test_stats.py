@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from raysweep.stats import bootstrap_ci, win_rate
+from raysweep.stats import bootstrap_ci
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
@@ -47,12 +47,3 @@ def test_bootstrap_ci_rejects_empty_and_nested(bad):
 def test_bootstrap_ci_rejects_bad_confidence():
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_ci([1.0, 2.0], confidence=1.5)
-
-
-def test_win_rate_counts_ties_half():
-    assert win_rate([1, 0, 0.5, 1]) == pytest.approx(0.625)
-    assert win_rate([True, False]) == 0.5
-    with pytest.raises(ValueError, match="0, 0.5 or 1"):
-        win_rate([0.3])
-    with pytest.raises(ValueError, match="no comparisons"):
-        win_rate([])
