@@ -86,7 +86,7 @@ def run_sweep(spec: SweepSpec, prompts: PromptSet, log: Callable[[str], None] = 
         f"{len(prompts.prompts)} prompts, backend {spec.generation.backend}, writing {run_dir}")
     results = tuner.fit()
     errors = [r.error for r in results if r.error is not None]
-    rows = final_rows(read_table(run_dir, "trials"), spec.search.metric, spec.search.mode)
+    rows = summarize_run(run_dir, spec.search.metric, spec.search.mode)
     if rows:
         write_json(rows[0], join(run_dir, "best.json"))
     log(format_summary(rows, spec.search.metric))
